@@ -1,0 +1,159 @@
+//! Idempotent consumption: leased claims, processed marks, failure counts, and the
+//! consumer-side ledger the reconciler reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Error, MessageId};
+
+/// Proof of a claim on one message id. Only its holder can complete or release the claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken {
+    /// The claimed message.
+    pub id: MessageId,
+    /// Random token of this claim.
+    pub token: Uuid,
+}
+
+impl ClaimToken {
+    /// A fresh token for `id`.
+    pub fn new(id: MessageId) -> Self {
+        Self {
+            id,
+            token: Uuid::new_v4(),
+        }
+    }
+}
+
+/// How a message ended on the consumer side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The handler succeeded.
+    Processed,
+    /// The message went to the dead-letter queue.
+    DeadLettered,
+}
+
+/// Answer to [`DedupeStore::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the message until the lease ends; process it, then complete or release.
+    Claimed(ClaimToken),
+    /// Already done (within the keep-for window): acknowledge without processing.
+    AlreadyProcessed(Outcome),
+    /// Another consumer holds a live claim: do not acknowledge; let it be redelivered later.
+    HeldByOther,
+}
+
+/// Failures counted for one message across redeliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// How many times the handler failed.
+    pub attempts: u32,
+    /// First failure.
+    pub first_at: DateTime<Utc>,
+    /// Latest failure.
+    pub last_at: DateTime<Utc>,
+    /// Latest error text.
+    pub last_error: String,
+}
+
+/// The consumer's memory of what it processed: leased claims, processed marks, failure counts.
+///
+/// A claim expires after its lease (a crashed consumer's claim frees itself); only the
+/// claim's token can complete or release it. A completed id answers `AlreadyProcessed`
+/// for `keep_for` (24 h by default, as in the source article).
+///
+/// An unreachable store returns a retryable error; the consumer then stops and acks nothing.
+#[async_trait]
+pub trait DedupeStore: Send + Sync {
+    /// Tries to claim `id` for `lease`.
+    async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error>;
+    /// Marks the claimed message done; `Err(LeaseLost)` if the claim is no longer the caller's.
+    async fn complete(
+        &self,
+        token: &ClaimToken,
+        outcome: Outcome,
+        keep_for: Duration,
+    ) -> Result<(), Error>;
+    /// Gives the claim up without completing (the message will be processed again).
+    async fn release(&self, token: &ClaimToken) -> Result<(), Error>;
+    /// The failures counted so far for `id`.
+    async fn failures(&self, id: MessageId) -> Result<Option<FailureRecord>, Error>;
+    /// Counts one more failure for `id` and returns the new record.
+    async fn record_failure(&self, id: MessageId, error: &str) -> Result<FailureRecord, Error>;
+}
+
+#[async_trait]
+impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
+    async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error> {
+        (**self).claim(id, lease).await
+    }
+    async fn complete(
+        &self,
+        token: &ClaimToken,
+        outcome: Outcome,
+        keep_for: Duration,
+    ) -> Result<(), Error> {
+        (**self).complete(token, outcome, keep_for).await
+    }
+    async fn release(&self, token: &ClaimToken) -> Result<(), Error> {
+        (**self).release(token).await
+    }
+    async fn failures(&self, id: MessageId) -> Result<Option<FailureRecord>, Error> {
+        (**self).failures(id).await
+    }
+    async fn record_failure(&self, id: MessageId, error: &str) -> Result<FailureRecord, Error> {
+        (**self).record_failure(id, error).await
+    }
+}
+
+/// One message the consumer side finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessedEntry {
+    /// The message.
+    pub id: MessageId,
+    /// Processed or dead-lettered.
+    pub outcome: Outcome,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A ledger read at one instant of the store's own clock.
+#[derive(Debug, Clone)]
+pub struct Snapshot<T> {
+    /// The store's clock when the snapshot was taken.
+    pub taken_at: DateTime<Utc>,
+    /// The rows.
+    pub entries: Vec<T>,
+}
+
+/// The consumer side's ledger for the [`Reconciler`](crate::Reconciler): what was
+/// processed or dead-lettered, and how many redeliveries were suppressed as duplicates.
+#[async_trait]
+pub trait ConsumerLedger: Send + Sync {
+    /// Finished messages since `since` (all when `None`).
+    async fn finished(&self, since: Option<DateTime<Utc>>)
+    -> Result<Snapshot<ProcessedEntry>, Error>;
+    /// Deliveries answered `AlreadyProcessed` so far (duplicates suppressed), where counted.
+    async fn duplicates_suppressed(&self) -> Result<u64, Error>;
+}
+
+#[async_trait]
+impl<T: ConsumerLedger + ?Sized> ConsumerLedger for Arc<T> {
+    async fn finished(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Snapshot<ProcessedEntry>, Error> {
+        (**self).finished(since).await
+    }
+    async fn duplicates_suppressed(&self) -> Result<u64, Error> {
+        (**self).duplicates_suppressed().await
+    }
+}

@@ -1,0 +1,50 @@
+//! # zerolost-core
+//!
+//! The broker-neutral heart of zerolost: the [`Envelope`] and [`MessageId`], the traits
+//! every backend implements ([`Publisher`], [`Subscriber`], [`DedupeStore`],
+//! [`DeadLetterSink`], [`OutboxStore`], [`ConsumerLedger`]), the pipeline that runs on
+//! any of them ([`Relay`], [`Consumer`], [`Reconciler`]), and an in-memory backend with
+//! seeded fault injection ([`memory`]).
+//!
+//! No broker and no database is named here; backends live in their own crates.
+#![warn(missing_docs)]
+
+mod backoff;
+mod dead_letter;
+mod dedupe;
+mod envelope;
+mod error;
+mod handler;
+mod id;
+mod id_extract;
+mod outbox;
+mod pipeline;
+mod publish;
+mod subscribe;
+
+#[cfg(feature = "memory")]
+pub mod memory;
+
+pub use backoff::Backoff;
+pub use dead_letter::{
+    DeadLetterPublisher, DeadLetterReason, DeadLetterSink, Failure, default_dlq_name, dlq_headers,
+};
+pub use dedupe::{
+    Claim, ClaimToken, ConsumerLedger, DedupeStore, FailureRecord, Outcome, ProcessedEntry,
+    Snapshot,
+};
+pub use envelope::{Envelope, Incoming, MESSAGE_ID_HEADER};
+pub use error::{BoxError, Error, HandlerError, redact_url};
+pub use handler::{FnHandler, Handler, handler_fn};
+pub use id::MessageId;
+pub use id_extract::{IdExtractor, IdSource, MissingIdPolicy};
+pub use outbox::{Lease, OutboxEntry, OutboxRecord, OutboxStatus, OutboxStore};
+pub use pipeline::{
+    Consumer, ConsumerConfig, ConsumerTotals, CountView, Disposition, ParkedMessage,
+    ReconcileReport, Reconciler, Relay, RelayConfig, RelayRound, RelayTotals,
+};
+pub use publish::{Publisher, Receipt};
+pub use subscribe::{Acknowledger, Delivery, Subscriber};
+
+/// Re-exported so callers can stop a [`Relay`] or [`Consumer`] without naming tokio-util.
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,517 @@
+//! The idempotent consumer: claim → handle → complete → ack, with retries, a DLQ and
+//! fail-closed behaviour when the dedupe store is down.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::FutureExt;
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::retry::{Stopped, after_grace, retry_until, sleep_or_stop};
+use crate::{
+    Backoff, Claim, ClaimToken, DeadLetterReason, DeadLetterSink, DedupeStore, Delivery, Envelope,
+    Error, Failure, Handler, HandlerError, IdExtractor, MessageId, Outcome, Subscriber,
+};
+
+/// How the consumer works. The defaults follow the source article: 3 handlers in
+/// flight, dead-letter after 3 failures, processed marks kept 24 h.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Deliveries handled at once.
+    pub concurrency: usize,
+    /// Handler failures (retryable) before the message is dead-lettered.
+    pub max_attempts: u32,
+    /// How long a claim holds; must exceed the handler's longest run.
+    pub claim_lease: Duration,
+    /// How long a processed id is remembered (duplicates within it are suppressed).
+    pub keep_for: Duration,
+    /// Delay before a failed message is handed back for redelivery.
+    pub retry_backoff: Backoff,
+    /// Delay between attempts to reach an unavailable dedupe store or DLQ.
+    pub store_backoff: Backoff,
+    /// Delay before a message claimed by another consumer is handed back.
+    pub held_retry_delay: Duration,
+    /// How long, after shutdown, the consumer keeps trying to record a finished message.
+    pub shutdown_grace: Duration,
+    /// How to find each delivery's id.
+    pub id_extractor: IdExtractor,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 3,
+            max_attempts: 3,
+            claim_lease: Duration::from_secs(30),
+            keep_for: Duration::from_secs(24 * 3600),
+            retry_backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)),
+            store_backoff: Backoff::exponential(Duration::from_millis(50), Duration::from_secs(5)),
+            held_retry_delay: Duration::from_millis(500),
+            shutdown_grace: Duration::from_secs(5),
+            id_extractor: IdExtractor::default(),
+        }
+    }
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// Handled, marked, acknowledged.
+    Processed,
+    /// Already processed: acknowledged without calling the handler.
+    Duplicate,
+    /// Another consumer holds it: handed back for later redelivery.
+    Deferred,
+    /// The handler failed retryably: handed back for redelivery.
+    Retried,
+    /// Sent to the DLQ (confirmed), marked, acknowledged.
+    DeadLettered,
+    /// Left unacknowledged for redelivery (shutdown, lost claim, store refused).
+    Abandoned,
+}
+
+/// Counts over a consumer's life.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ConsumerTotals {
+    /// Messages handled and acknowledged.
+    pub processed: u64,
+    /// Redeliveries suppressed as already processed.
+    pub duplicates: u64,
+    /// Deliveries handed back because another consumer held the claim.
+    pub deferred: u64,
+    /// Handler failures handed back for redelivery.
+    pub retried: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Deliveries left unacknowledged.
+    pub abandoned: u64,
+    /// Dedupe-store or DLQ errors met (each retried).
+    pub store_errors: u64,
+    /// Acknowledgements the broker did not take (the message comes back and is suppressed).
+    pub ack_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    processed: AtomicU64,
+    duplicates: AtomicU64,
+    deferred: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    abandoned: AtomicU64,
+    store_errors: AtomicU64,
+    ack_errors: AtomicU64,
+}
+
+struct Inner {
+    dedupe: Arc<dyn DedupeStore>,
+    handler: Arc<dyn Handler>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    config: ConsumerConfig,
+    counters: Counters,
+    /// `true` while the dedupe store answers; the receive loop takes nothing while `false`.
+    store_up: watch::Sender<bool>,
+}
+
+/// Runs a [`Handler`] over a [`Subscriber`] so that every message has its effect once:
+/// claim the id, handle, mark it processed, then acknowledge. Redeliveries of a processed
+/// id are acknowledged without calling the handler; failures are retried and then
+/// dead-lettered; when the dedupe store is unreachable nothing is taken or acknowledged.
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use zerolost_core::{handler_fn, Consumer, DeadLetterPublisher, Envelope, Publisher};
+/// use zerolost_core::memory::{MemoryBroker, MemoryDedupe};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let broker = MemoryBroker::new();
+/// broker.declare("orders");
+/// broker.declare("orders.dlq");
+/// broker.publisher().publish(&Envelope::new("orders", "order 1")).await.unwrap();
+///
+/// let handler = handler_fn(|env: Envelope| async move { Ok(()) });
+/// let consumer = Consumer::new(MemoryDedupe::new(), handler, DeadLetterPublisher::new(broker.publisher()));
+/// let mut sub = broker.subscribe("orders").unwrap();
+/// let delivery = zerolost_core::Subscriber::next(&mut sub).await.unwrap();
+/// let done = consumer.process(delivery, &Default::default()).await;
+/// assert_eq!(done, zerolost_core::Disposition::Processed);
+/// # });
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Consumer {
+    inner: Arc<Inner>,
+}
+
+impl Consumer {
+    /// A consumer with the default [`ConsumerConfig`].
+    pub fn new(
+        dedupe: impl DedupeStore + 'static,
+        handler: impl Handler + 'static,
+        dead_letters: impl DeadLetterSink + 'static,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dedupe: Arc::new(dedupe),
+                handler: Arc::new(handler),
+                dead_letters: Arc::new(dead_letters),
+                config: ConsumerConfig::default(),
+                counters: Counters::default(),
+                store_up: watch::Sender::new(true),
+            }),
+        }
+    }
+
+    /// Replaces the configuration (before running); invalid values are refused.
+    pub fn with_config(self, config: ConsumerConfig) -> Result<Self, Error> {
+        if config.concurrency == 0 {
+            return Err(Error::Config("consumer concurrency must be at least 1".into()));
+        }
+        if config.max_attempts == 0 {
+            return Err(Error::Config("consumer max_attempts must be at least 1".into()));
+        }
+        if config.claim_lease.is_zero() {
+            return Err(Error::Config("consumer claim_lease must be longer than zero".into()));
+        }
+        let inner = Arc::try_unwrap(self.inner).map_err(|_| {
+            Error::Config("configure the consumer before cloning or running it".into())
+        })?;
+        Ok(Self {
+            inner: Arc::new(Inner { config, ..inner }),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.inner.config
+    }
+
+    /// Counts so far.
+    pub fn totals(&self) -> ConsumerTotals {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ConsumerTotals {
+            processed: get(&c.processed),
+            duplicates: get(&c.duplicates),
+            deferred: get(&c.deferred),
+            retried: get(&c.retried),
+            dead_lettered: get(&c.dead_lettered),
+            abandoned: get(&c.abandoned),
+            store_errors: get(&c.store_errors),
+            ack_errors: get(&c.ack_errors),
+        }
+    }
+
+    /// Whether the dedupe store answered the last call (false: the consumer is holding).
+    pub fn store_available(&self) -> bool {
+        *self.inner.store_up.borrow()
+    }
+
+    /// Takes deliveries from `subscriber` with `concurrency` handlers in flight until
+    /// `shutdown`; then waits for the deliveries in flight (each finishes or is left for
+    /// redelivery) and returns the totals.
+    pub async fn run(
+        &self,
+        mut subscriber: impl Subscriber,
+        shutdown: CancellationToken,
+    ) -> Result<ConsumerTotals, Error> {
+        let slots = Arc::new(Semaphore::new(self.inner.config.concurrency));
+        let mut store_up = self.inner.store_up.subscribe();
+        let mut tasks = JoinSet::new();
+        let mut receive_failures = 0u32;
+        let outcome = loop {
+            while let Some(joined) = tasks.try_join_next() {
+                if let Err(e) = joined {
+                    error!(error = %e, "a consumer task failed");
+                }
+            }
+            let slot = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break Ok(()),
+                },
+            };
+            // Fail closed: take nothing while the dedupe store is down.
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                up = store_up.wait_for(|up| *up) => if up.is_err() { break Ok(()) },
+            }
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                received = subscriber.next() => received,
+            };
+            match received {
+                Ok(delivery) => {
+                    receive_failures = 0;
+                    let this = self.clone();
+                    let stop = shutdown.clone();
+                    tasks.spawn(async move {
+                        let _slot = slot;
+                        this.process(delivery, &stop).await
+                    });
+                }
+                Err(Error::Closed(_)) => break Ok(()),
+                Err(e) if e.is_retryable() => {
+                    warn!(error = %e, "receive failed; retrying");
+                    let delay = self.inner.config.store_backoff.delay(receive_failures);
+                    receive_failures = receive_failures.saturating_add(1);
+                    if sleep_or_stop(delay, &shutdown).await {
+                        break Ok(());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                error!(error = %e, "a consumer task failed");
+            }
+        }
+        outcome.map(|()| self.totals())
+    }
+
+    /// Processes one delivery to its end and settles it with the broker.
+    pub async fn process(&self, delivery: Delivery, shutdown: &CancellationToken) -> Disposition {
+        let disposition = self.settle(delivery, shutdown).await;
+        let c = &self.inner.counters;
+        let counter = match disposition {
+            Disposition::Processed => &c.processed,
+            Disposition::Duplicate => &c.duplicates,
+            Disposition::Deferred => &c.deferred,
+            Disposition::Retried => &c.retried,
+            Disposition::DeadLettered => &c.dead_lettered,
+            Disposition::Abandoned => &c.abandoned,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        disposition
+    }
+
+    async fn settle(&self, delivery: Delivery, shutdown: &CancellationToken) -> Disposition {
+        let cfg = &self.inner.config;
+        let Some((id, _)) = cfg.id_extractor.extract(&delivery.message) else {
+            return self.dead_letter_without_id(delivery, shutdown).await;
+        };
+        let envelope = delivery.message.clone().into_envelope(id);
+
+        let claim = self
+            .store(shutdown, || self.inner.dedupe.claim(id, cfg.claim_lease))
+            .await;
+        let token = match claim {
+            Ok(Claim::Claimed(token)) => token,
+            Ok(Claim::AlreadyProcessed(_)) => {
+                self.ack(delivery, id).await;
+                return Disposition::Duplicate;
+            }
+            Ok(Claim::HeldByOther) => {
+                sleep_or_stop(cfg.held_retry_delay, shutdown).await;
+                self.hand_back(delivery).await;
+                return Disposition::Deferred;
+            }
+            Err(stopped) => return self.abandon(delivery, id, stopped),
+        };
+
+        let result = AssertUnwindSafe(self.inner.handler.handle(&envelope))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(HandlerError::retryable("the handler panicked")));
+
+        match result {
+            Ok(()) => self.finish(delivery, &token, Outcome::Processed, shutdown).await,
+            Err(failure) => self.failed(delivery, envelope, token, failure, shutdown).await,
+        }
+    }
+
+    /// Handler failed: count it; retry later, or dead-letter.
+    async fn failed(
+        &self,
+        delivery: Delivery,
+        envelope: Envelope,
+        token: ClaimToken,
+        failure: HandlerError,
+        shutdown: &CancellationToken,
+    ) -> Disposition {
+        let cfg = &self.inner.config;
+        let id = envelope.id;
+        let text = failure.to_string();
+        debug!(%id, error = %text, "handler failed");
+        let record = match self
+            .store(shutdown, || self.inner.dedupe.record_failure(id, &text))
+            .await
+        {
+            Ok(record) => record,
+            Err(stopped) => return self.abandon(delivery, id, stopped),
+        };
+        let exhausted = record.attempts >= cfg.max_attempts;
+        if failure.is_retryable() && !exhausted {
+            self.release(&token, shutdown).await;
+            sleep_or_stop(cfg.retry_backoff.delay(record.attempts - 1), shutdown).await;
+            self.hand_back(delivery).await;
+            return Disposition::Retried;
+        }
+        let dead = Failure {
+            reason: if failure.is_retryable() {
+                DeadLetterReason::Exhausted
+            } else {
+                DeadLetterReason::Permanent
+            },
+            error: text,
+            attempts: record.attempts,
+            original_destination: envelope.destination.clone(),
+            first_failure_at: record.first_at,
+            last_failure_at: record.last_at,
+        };
+        match self.send_to_dlq(&envelope, &dead, shutdown).await {
+            Ok(()) => {
+                self.finish(delivery, &token, Outcome::DeadLettered, shutdown)
+                    .await
+            }
+            Err(stopped) => {
+                self.release(&token, shutdown).await;
+                self.abandon(delivery, id, stopped)
+            }
+        }
+    }
+
+    /// A message without an id cannot be deduplicated: it goes to the DLQ as such.
+    async fn dead_letter_without_id(
+        &self,
+        delivery: Delivery,
+        shutdown: &CancellationToken,
+    ) -> Disposition {
+        let message = &delivery.message;
+        let id = MessageId::from_content(&message.destination, &message.payload);
+        let envelope = message.clone().into_envelope(id);
+        let now = Utc::now();
+        let dead = Failure {
+            reason: DeadLetterReason::MissingId,
+            error: "missing message id".into(),
+            attempts: 0,
+            original_destination: envelope.destination.clone(),
+            first_failure_at: now,
+            last_failure_at: now,
+        };
+        match self.send_to_dlq(&envelope, &dead, shutdown).await {
+            Ok(()) => {
+                self.ack(delivery, id).await;
+                Disposition::DeadLettered
+            }
+            Err(stopped) => self.abandon(delivery, id, stopped),
+        }
+    }
+
+    async fn send_to_dlq(
+        &self,
+        envelope: &Envelope,
+        failure: &Failure,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
+        let result = retry_until(
+            &self.inner.config.store_backoff,
+            shutdown,
+            |e| {
+                self.inner.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                warn!(id = %envelope.id, error = %e, "dead-letter publish failed; retrying");
+            },
+            || self.inner.dead_letters.dead_letter(envelope, failure),
+        )
+        .await;
+        if let Err(Stopped::Failed(e)) = &result {
+            error!(id = %envelope.id, error = %e, "the DLQ refused the message; it stays on its queue");
+        }
+        result.map(|_| ())
+    }
+
+    /// Marks the message finished (trying on past shutdown for a grace period, since the
+    /// effect already happened), then acknowledges.
+    async fn finish(
+        &self,
+        delivery: Delivery,
+        token: &ClaimToken,
+        outcome: Outcome,
+        shutdown: &CancellationToken,
+    ) -> Disposition {
+        let cfg = &self.inner.config;
+        let late = after_grace(shutdown, cfg.shutdown_grace);
+        let marked = self
+            .store(&late, || {
+                self.inner.dedupe.complete(token, outcome, cfg.keep_for)
+            })
+            .await;
+        late.cancel();
+        match marked {
+            Ok(()) => {
+                self.ack(delivery, token.id).await;
+                match outcome {
+                    Outcome::Processed => Disposition::Processed,
+                    Outcome::DeadLettered => Disposition::DeadLettered,
+                }
+            }
+            Err(stopped) => self.abandon(delivery, token.id, stopped),
+        }
+    }
+
+    async fn release(&self, token: &ClaimToken, shutdown: &CancellationToken) {
+        match self
+            .store(shutdown, || self.inner.dedupe.release(token))
+            .await
+        {
+            Ok(()) | Err(Stopped::Shutdown) => {}
+            Err(Stopped::Failed(e)) => debug!(id = %token.id, error = %e, "claim not released"),
+        }
+    }
+
+    /// Calls the dedupe store, holding the delivery and closing the intake while it is down.
+    async fn store<T, F, Fut>(&self, shutdown: &CancellationToken, op: F) -> Result<T, Stopped>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let inner = &self.inner;
+        let result = retry_until(
+            &inner.config.store_backoff,
+            shutdown,
+            |e| {
+                inner.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                if inner.store_up.send_replace(false) {
+                    warn!(error = %e, "dedupe store unavailable: consumer holds (fails closed) until it is back");
+                }
+            },
+            op,
+        )
+        .await;
+        if result.is_ok() {
+            inner.store_up.send_if_modified(|up| !std::mem::replace(up, true));
+        }
+        result
+    }
+
+    async fn ack(&self, delivery: Delivery, id: MessageId) {
+        if let Err(e) = delivery.ack().await {
+            self.inner.counters.ack_errors.fetch_add(1, Ordering::Relaxed);
+            debug!(%id, error = %e, "ack failed; the broker redelivers and the duplicate is suppressed");
+        }
+    }
+
+    async fn hand_back(&self, delivery: Delivery) {
+        if let Err(e) = delivery.nack(true).await {
+            debug!(error = %e, "nack failed; the broker redelivers anyway");
+        }
+    }
+
+    fn abandon(&self, delivery: Delivery, id: MessageId, stopped: Stopped) -> Disposition {
+        match stopped {
+            Stopped::Shutdown => debug!(%id, "shutting down; left for redelivery"),
+            Stopped::Failed(e) => warn!(%id, error = %e, "left for redelivery"),
+        }
+        drop(delivery);
+        Disposition::Abandoned
+    }
+}

@@ -1,0 +1,10 @@
+//! The broker-neutral pipeline: [`Relay`], [`Consumer`], [`Reconciler`].
+
+mod consumer;
+mod reconcile;
+mod relay;
+mod retry;
+
+pub use consumer::{Consumer, ConsumerConfig, ConsumerTotals, Disposition};
+pub use reconcile::{CountView, ParkedMessage, ReconcileReport, Reconciler};
+pub use relay::{Relay, RelayConfig, RelayRound, RelayTotals};

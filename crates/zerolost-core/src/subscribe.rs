@@ -1,0 +1,96 @@
+//! Deliveries with manual acknowledgement.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{Error, Incoming};
+
+/// Settles one delivery with the broker. Implemented by each backend.
+///
+/// Dropping an acknowledger without calling either method must lead to redelivery.
+#[async_trait]
+pub trait Acknowledger: Send {
+    /// The message is done: the broker may forget it (commit the offset, `basic.ack`, CONSUME_SUCCESS).
+    async fn ack(self: Box<Self>) -> Result<(), Error>;
+    /// The message is not done: redeliver it (`requeue = true`) or drop it (`false`; use the DLQ instead).
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<(), Error>;
+}
+
+/// One message handed over by a [`Subscriber`]. Nothing is acknowledged implicitly: call
+/// [`ack`](Delivery::ack) or [`nack`](Delivery::nack); a dropped delivery is redelivered.
+pub struct Delivery {
+    /// The message as received.
+    pub message: Incoming,
+    /// The broker says it delivered this message before.
+    pub redelivered: bool,
+    /// How many times the broker delivered it, where the broker counts (RabbitMQ
+    /// quorum queues' `x-delivery-count`, RocketMQ's reconsume times).
+    pub delivery_count: Option<u32>,
+    acker: Box<dyn Acknowledger>,
+}
+
+impl Delivery {
+    /// A delivery settled through `acker`.
+    pub fn new(
+        message: Incoming,
+        redelivered: bool,
+        delivery_count: Option<u32>,
+        acker: Box<dyn Acknowledger>,
+    ) -> Self {
+        Self {
+            message,
+            redelivered,
+            delivery_count,
+            acker,
+        }
+    }
+
+    /// Acknowledges: the message is done.
+    pub async fn ack(self) -> Result<(), Error> {
+        self.acker.ack().await
+    }
+
+    /// Negative acknowledgement: redeliver (`requeue = true`) or drop.
+    pub async fn nack(self, requeue: bool) -> Result<(), Error> {
+        self.acker.nack(requeue).await
+    }
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("redelivered", &self.redelivered)
+            .field("delivery_count", &self.delivery_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stream of deliveries from one destination (queue, topic + group, consumer group).
+///
+/// ```
+/// # #[cfg(feature = "memory")] {
+/// use zerolost_core::{Envelope, Publisher, Subscriber, memory::MemoryBroker};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let broker = MemoryBroker::new();
+/// broker.declare("orders");
+/// broker.publisher().publish(&Envelope::new("orders", "hi")).await.unwrap();
+/// let mut sub = broker.subscribe("orders").unwrap();
+/// let delivery = sub.next().await.unwrap();
+/// delivery.ack().await.unwrap();
+/// # });
+/// # }
+/// ```
+#[async_trait]
+pub trait Subscriber: Send {
+    /// Waits for the next delivery. [`Error::Closed`] when the subscription ended.
+    async fn next(&mut self) -> Result<Delivery, Error>;
+}
+
+#[async_trait]
+impl<T: Subscriber + ?Sized> Subscriber for Box<T> {
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        (**self).next().await
+    }
+}

@@ -34,6 +34,8 @@ struct State {
     /// Leased rows by lease expiry.
     leased: BTreeSet<(Instant, MessageId)>,
     seq: u64,
+    published: usize,
+    parked: usize,
 }
 
 impl State {
@@ -124,14 +126,8 @@ impl MemoryOutbox {
     /// Row counts: `(pending, published, parked)`.
     pub fn counts(&self) -> (usize, usize, usize) {
         let state = lock(&self.state);
-        state
-            .rows
-            .values()
-            .fold((0, 0, 0), |(p, s, k), row| match row.status {
-                OutboxStatus::Pending => (p + 1, s, k),
-                OutboxStatus::Published => (p, s + 1, k),
-                OutboxStatus::Parked => (p, s, k + 1),
-            })
+        let pending = state.rows.len() - state.published - state.parked;
+        (pending, state.published, state.parked)
     }
 
     /// Rows leased right now (live leases).
@@ -205,6 +201,7 @@ impl OutboxStore for MemoryOutbox {
                 marked += 1;
             }
         }
+        state.published += marked;
         Ok(marked)
     }
 
@@ -235,6 +232,7 @@ impl OutboxStore for MemoryOutbox {
         row.status = OutboxStatus::Parked;
         row.attempts = attempts;
         row.last_error = Some(reason.to_owned());
+        state.parked += 1;
         Ok(true)
     }
 
@@ -259,9 +257,14 @@ impl OutboxStore for MemoryOutbox {
             let Some(row) = state.rows.get_mut(id) else {
                 continue;
             };
-            if row.status == OutboxStatus::Pending {
-                continue;
+            match row.status {
+                OutboxStatus::Pending => continue,
+                OutboxStatus::Published => state.published -= 1,
+                OutboxStatus::Parked => state.parked -= 1,
             }
+            let Some(row) = state.rows.get_mut(id) else {
+                continue;
+            };
             row.status = OutboxStatus::Pending;
             row.attempts = 0;
             row.due = now;

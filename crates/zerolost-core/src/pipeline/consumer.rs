@@ -439,13 +439,17 @@ impl Consumer {
         shutdown: &CancellationToken,
     ) -> Disposition {
         let cfg = &self.inner.config;
-        let late = after_grace(shutdown, cfg.shutdown_grace);
-        let marked = self
-            .store(&late, || {
-                self.inner.dedupe.complete(token, outcome, cfg.keep_for)
-            })
-            .await;
-        late.cancel();
+        let complete = || self.inner.dedupe.complete(token, outcome, cfg.keep_for);
+        let marked = match complete().await {
+            Ok(()) => Ok(()),
+            Err(e) if !e.is_retryable() => Err(Stopped::Failed(e)),
+            Err(_) => {
+                let late = after_grace(shutdown, cfg.shutdown_grace);
+                let marked = self.store(&late, complete).await;
+                late.cancel();
+                marked
+            }
+        };
         match marked {
             Ok(()) => {
                 self.ack(delivery, token.id).await;

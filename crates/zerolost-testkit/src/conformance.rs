@@ -1,0 +1,616 @@
+//! The conformance suite: plain async functions every backend's tests call with its own
+//! [`Backend`] and [`Stores`]. Each asserts real outcomes by message id and panics with
+//! the evidence when a promise is broken. [`conformance_suite!`](crate::conformance_suite)
+//! turns them into one `#[tokio::test]` each.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use zerolost_core::{
+    Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerTotals, DeadLetterReason,
+    DedupeStore, Envelope, Error, IdExtractor, Incoming, MessageId, OutboxStatus, OutboxStore,
+    Outcome, Publisher, Reconciler, Relay, RelayConfig, Subscriber,
+};
+
+use crate::{
+    Backend, DeadLetter, FlakyPublisher, LossyPublisher, RecordingHandler, Stores,
+    SwitchableDedupe, Verdict,
+};
+
+/// Consumer settings with short delays, for tests.
+pub fn test_consumer_config() -> ConsumerConfig {
+    ConsumerConfig {
+        concurrency: 4,
+        retry_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(50)),
+        store_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(50)),
+        held_retry_delay: Duration::from_millis(20),
+        shutdown_grace: Duration::from_secs(1),
+        ..ConsumerConfig::default()
+    }
+}
+
+/// Relay settings with short delays, for tests.
+pub fn test_relay_config() -> RelayConfig {
+    RelayConfig {
+        batch_size: 64,
+        max_attempts: 5,
+        backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(50)),
+        idle_poll: Duration::from_millis(10),
+        store_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
+        ..RelayConfig::default()
+    }
+}
+
+#[track_caller]
+fn ok<T>(result: Result<T, Error>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after `patience`.
+pub async fn eventually<F, Fut>(patience: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {patience:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn receive(sub: &mut dyn Subscriber, patience: Duration) -> zerolost_core::Delivery {
+    match tokio::time::timeout(patience, sub.next()).await {
+        Ok(Ok(delivery)) => delivery,
+        Ok(Err(e)) => panic!("receive failed: {e}"),
+        Err(_) => panic!("no delivery within {patience:?}"),
+    }
+}
+
+async fn assert_no_more(sub: &mut dyn Subscriber, wait: Duration) {
+    if let Ok(Ok(delivery)) = tokio::time::timeout(wait, sub.next()).await {
+        panic!("unexpected extra delivery: {:?}", delivery.message);
+    }
+}
+
+fn id_of(message: &Incoming) -> MessageId {
+    IdExtractor::default()
+        .extract(message)
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| panic!("delivery without a message id: {message:?}"))
+}
+
+/// A consumer running in the background.
+struct Running {
+    consumer: Consumer,
+    stop: CancellationToken,
+    task: JoinHandle<Result<ConsumerTotals, Error>>,
+}
+
+impl Running {
+    async fn start(
+        backend: &dyn Backend,
+        destination: &str,
+        dedupe: Arc<dyn DedupeStore>,
+        handler: RecordingHandler,
+        config: ConsumerConfig,
+    ) -> Self {
+        let sink = ok(backend.dead_letter_sink().await, "dead-letter sink");
+        let consumer = ok(
+            Consumer::new(dedupe, handler, sink).with_config(config),
+            "consumer config",
+        );
+        let subscriber = ok(backend.subscriber(destination).await, "subscribe");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let (consumer, stop) = (consumer.clone(), stop.clone());
+            async move { consumer.run(subscriber, stop).await }
+        });
+        Self {
+            consumer,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) -> ConsumerTotals {
+        self.stop.cancel();
+        match self.task.await {
+            Ok(Ok(totals)) => totals,
+            Ok(Err(e)) => panic!("consumer failed: {e}"),
+            Err(e) => panic!("consumer task failed: {e}"),
+        }
+    }
+}
+
+async fn relay_until_settled(relay: &Relay, outbox: &dyn OutboxStore, patience: Duration) {
+    eventually(patience, "every outbox row published or parked", || async {
+        ok(relay.run_once().await, "relay round");
+        let snapshot = ok(outbox.snapshot(None).await, "outbox snapshot");
+        snapshot
+            .entries
+            .iter()
+            .all(|e| e.status != OutboxStatus::Pending)
+    })
+    .await;
+}
+
+async fn dead_letters_by_id(backend: &dyn Backend, destination: &str) -> HashMap<MessageId, DeadLetter> {
+    ok(backend.dead_letters(destination).await, "read the DLQ")
+        .into_iter()
+        .filter_map(|d| Some((d.id?, d)))
+        .collect()
+}
+
+/// Publish with confirms, receive the same ids, keys, headers and payloads, ack; nothing more comes.
+pub async fn confirmed_round_trip(backend: &dyn Backend) {
+    let dest = ok(backend.destination().await, "destination");
+    let publisher = ok(backend.publisher().await, "publisher");
+    let envelopes: Vec<Envelope> = (0..3)
+        .map(|i| {
+            Envelope::new(&dest, format!("payload-{i}"))
+                .with_key(format!("key-{i}"))
+                .with_header("trace", format!("t{i}"))
+        })
+        .collect();
+    let receipt = ok(publisher.publish(&envelopes[0]).await, "publish");
+    assert_eq!(receipt.id, envelopes[0].id);
+    assert_eq!(receipt.destination, dest);
+    for (env, result) in envelopes[1..]
+        .iter()
+        .zip(publisher.publish_batch(&envelopes[1..]).await)
+    {
+        assert_eq!(ok(result, "publish_batch").id, env.id);
+    }
+
+    let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
+    let mut received = HashMap::new();
+    for _ in 0..envelopes.len() {
+        let delivery = receive(sub.as_mut(), backend.patience()).await;
+        let id = id_of(&delivery.message);
+        received.insert(id, delivery.message.clone());
+        ok(delivery.ack().await, "ack");
+    }
+    for env in &envelopes {
+        let got = received
+            .get(&env.id)
+            .unwrap_or_else(|| panic!("message {} was confirmed but not delivered", env.id));
+        assert_eq!(got.payload, env.payload, "payload of {}", env.id);
+        assert_eq!(got.key, env.key, "key of {}", env.id);
+        assert_eq!(got.headers.get("trace"), env.headers.get("trace"));
+    }
+    assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
+}
+
+/// A delivery dropped without ack comes back (redelivered).
+pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
+    let dest = ok(backend.destination().await, "destination");
+    let env = Envelope::new(&dest, "drop me");
+    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
+    let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
+    let first = receive(sub.as_mut(), backend.patience()).await;
+    assert_eq!(id_of(&first.message), env.id);
+    drop(first);
+    let again = receive(sub.as_mut(), backend.patience()).await;
+    assert_eq!(id_of(&again.message), env.id, "the dropped message must come back");
+    assert!(
+        again.redelivered || again.delivery_count.is_some_and(|n| n >= 2),
+        "a redelivery must say so: {again:?}"
+    );
+    ok(again.ack().await, "ack");
+    assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
+}
+
+/// `nack(requeue = true)` brings the message back.
+pub async fn nack_requeue_redelivers(backend: &dyn Backend) {
+    let dest = ok(backend.destination().await, "destination");
+    let env = Envelope::new(&dest, "nack me");
+    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
+    let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
+    let first = receive(sub.as_mut(), backend.patience()).await;
+    ok(first.nack(true).await, "nack");
+    let again = receive(sub.as_mut(), backend.patience()).await;
+    assert_eq!(id_of(&again.message), env.id);
+    ok(again.ack().await, "ack");
+    assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
+}
+
+async fn dead_letter_case(backend: &dyn Backend, stores: &dyn Stores, permanent: bool) {
+    let dest = ok(backend.destination().await, "destination");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let good: Vec<Envelope> = (0..3).map(|i| Envelope::new(&dest, format!("good-{i}"))).collect();
+    let bad = Envelope::new(&dest, "poison").with_header("tenant", "acme");
+    let handler = if permanent {
+        RecordingHandler::new().with_permanent([bad.id])
+    } else {
+        RecordingHandler::new().with_poison([bad.id])
+    };
+    let running = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        handler.clone(),
+        test_consumer_config(),
+    )
+    .await;
+    let mut all = good.clone();
+    all.push(bad.clone());
+    for result in ok(backend.publisher().await, "publisher").publish_batch(&all).await {
+        ok(result, "publish");
+    }
+    eventually(backend.patience(), "good messages processed and poison dead-lettered", || async {
+        handler.effects().distinct() == 3
+            && dead_letters_by_id(backend, &dest).await.contains_key(&bad.id)
+            && running.consumer.totals().dead_lettered == 1
+    })
+    .await;
+    running.stop().await;
+
+    let expected_calls = if permanent { 1 } else { 3 };
+    assert_eq!(handler.calls(bad.id), expected_calls, "handler calls for the poison message");
+    let dlq = dead_letters_by_id(backend, &dest).await;
+    let dead = &dlq[&bad.id];
+    assert_eq!(dead.message.payload, bad.payload, "DLQ keeps the payload");
+    assert_eq!(dead.message.headers.get("tenant").map(String::as_str), Some("acme"));
+    let failure = dead
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("dead letter without failure metadata: {dead:?}"));
+    assert_eq!(failure.attempts, expected_calls);
+    assert_eq!(failure.original_destination, dest);
+    assert!(failure.first_failure_at <= failure.last_failure_at);
+    let (reason, text) = if permanent {
+        (DeadLetterReason::Permanent, "invalid order")
+    } else {
+        (DeadLetterReason::Exhausted, "downstream refused")
+    };
+    assert_eq!(failure.reason, reason);
+    assert!(failure.error.contains(text), "error text: {}", failure.error);
+
+    let ledger = ok(dedupe.ledger.finished(None).await, "ledger");
+    let outcomes: HashMap<_, _> = ledger.entries.iter().map(|e| (e.id, e.outcome)).collect();
+    assert_eq!(outcomes.get(&bad.id), Some(&Outcome::DeadLettered));
+    for env in &good {
+        assert_eq!(outcomes.get(&env.id), Some(&Outcome::Processed));
+    }
+    let produced: Vec<_> = all.iter().map(|e| e.id).collect();
+    let dead_ids: HashSet<_> = dlq.keys().copied().collect();
+    Verdict::compute(
+        &produced,
+        &handler.effects().snapshot(),
+        &dead_ids,
+        &HashSet::new(),
+        &HashSet::from([bad.id]),
+        &HashSet::new(),
+    )
+    .assert_clean();
+}
+
+/// A message that keeps failing retryably is dead-lettered after 3 attempts, with metadata.
+pub async fn poison_dead_lettered_after_max_attempts(backend: &dyn Backend, stores: &dyn Stores) {
+    dead_letter_case(backend, stores, false).await;
+}
+
+/// A permanent failure goes to the DLQ at once (one handler call).
+pub async fn permanent_failure_dead_lettered_at_once(backend: &dyn Backend, stores: &dyn Stores) {
+    dead_letter_case(backend, stores, true).await;
+}
+
+/// Copies of one message (lost confirm, re-send, redelivery) have one effect.
+pub async fn redelivery_is_deduplicated(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let publisher = ok(backend.publisher().await, "publisher");
+    let env = Envelope::new(&dest, "pay 10 EUR");
+    let handler = RecordingHandler::new();
+    let running = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        handler.clone(),
+        test_consumer_config(),
+    )
+    .await;
+    for _ in 0..3 {
+        ok(publisher.publish(&env).await, "publish a copy");
+    }
+    eventually(backend.patience(), "three copies settled", || async {
+        let t = running.consumer.totals();
+        t.processed == 1 && t.duplicates == 2
+    })
+    .await;
+    // A copy arriving long after the first was processed is suppressed too.
+    ok(publisher.publish(&env).await, "publish a late copy");
+    eventually(backend.patience(), "late copy suppressed", || async {
+        running.consumer.totals().duplicates == 3
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(handler.effects().count(env.id), 1, "effect applied exactly once");
+    assert_eq!(handler.calls(env.id), 1, "handler called exactly once");
+    assert!(ok(dedupe.ledger.duplicates_suppressed().await, "ledger") >= 3);
+}
+
+/// Two consumers receiving copies of the same ids at once apply each effect once.
+pub async fn racing_consumers_apply_once(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let handler = RecordingHandler::new().with_work(Duration::from_millis(30));
+    let originals: Vec<Envelope> = (0..10).map(|i| Envelope::new(&dest, format!("m{i}"))).collect();
+    let copies: Vec<Envelope> = originals
+        .iter()
+        .flat_map(|e| std::iter::repeat_n(e.clone(), 3))
+        .collect();
+    let a = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), test_consumer_config()).await;
+    let b = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), test_consumer_config()).await;
+    for result in ok(backend.publisher().await, "publisher").publish_batch(&copies).await {
+        ok(result, "publish");
+    }
+    eventually(backend.patience(), "30 copies settled", || async {
+        let (ta, tb) = (a.consumer.totals(), b.consumer.totals());
+        ta.processed + tb.processed == 10 && ta.duplicates + tb.duplicates == 20
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    for env in &originals {
+        assert_eq!(handler.effects().count(env.id), 1, "effects of {}", env.id);
+        assert_eq!(handler.calls(env.id), 1, "handler calls of {}", env.id);
+    }
+}
+
+/// Retryable publish failures are retried with backoff; a row that keeps failing is
+/// parked with its last error after `max_attempts`; nothing is deleted.
+pub async fn relay_retries_then_parks(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let outbox = ok(stores.outbox().await, "outbox");
+    let flaky = Envelope::new(&dest, "flaky");
+    let dead = Envelope::new(&dest, "never sent");
+    let fine = Envelope::new(&dest, "fine");
+    ok(
+        outbox
+            .enqueue
+            .enqueue(&[flaky.clone(), dead.clone(), fine.clone()])
+            .await,
+        "enqueue",
+    );
+    let publisher = FlakyPublisher::new(
+        ok(backend.publisher().await, "publisher"),
+        [(flaky.id, 2)],
+        [dead.id],
+    );
+    let relay = ok(
+        Relay::new(outbox.store.clone(), publisher).with_config(RelayConfig {
+            max_attempts: 4,
+            ..test_relay_config()
+        }),
+        "relay config",
+    );
+    relay_until_settled(&relay, outbox.store.as_ref(), backend.patience()).await;
+
+    let rows: HashMap<_, _> = ok(outbox.store.snapshot(None).await, "snapshot")
+        .entries
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    assert_eq!(rows.len(), 3, "no row is ever deleted");
+    assert_eq!(rows[&flaky.id].status, OutboxStatus::Published);
+    assert_eq!(rows[&flaky.id].attempts, 2, "two failed attempts before success");
+    assert_eq!(rows[&fine.id].status, OutboxStatus::Published);
+    assert_eq!(rows[&fine.id].attempts, 0);
+    let parked = &rows[&dead.id];
+    assert_eq!(parked.status, OutboxStatus::Parked);
+    assert_eq!(parked.attempts, 4);
+    let reason = parked.last_error.as_deref().unwrap_or_default();
+    assert!(reason.contains("gave up after 4 attempts"), "reason: {reason}");
+    assert!(reason.contains("connection reset"), "reason: {reason}");
+
+    let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
+    let mut got = HashSet::new();
+    for _ in 0..2 {
+        let d = receive(sub.as_mut(), backend.patience()).await;
+        got.insert(id_of(&d.message));
+        ok(d.ack().await, "ack");
+    }
+    assert_eq!(got, HashSet::from([flaky.id, fine.id]));
+    assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
+}
+
+/// A message the broker refuses for good (unroutable) is parked at once with the reason,
+/// and kept; the other messages go through.
+pub async fn unsendable_is_parked_with_reason(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let outbox = ok(stores.outbox().await, "outbox");
+    let lost_cause = Envelope::new(backend.unroutable_destination(), "nowhere to go");
+    let fine = Envelope::new(&dest, "fine");
+    ok(outbox.enqueue.enqueue(&[lost_cause.clone(), fine.clone()]).await, "enqueue");
+    let relay = ok(
+        Relay::new(outbox.store.clone(), ok(backend.publisher().await, "publisher"))
+            .with_config(test_relay_config()),
+        "relay config",
+    );
+    relay_until_settled(&relay, outbox.store.as_ref(), backend.patience()).await;
+    let rows: HashMap<_, _> = ok(outbox.store.snapshot(None).await, "snapshot")
+        .entries
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    let parked = &rows[&lost_cause.id];
+    assert_eq!(parked.status, OutboxStatus::Parked, "{parked:?}");
+    assert_eq!(parked.attempts, 1, "a permanent error parks at once");
+    let reason = parked.last_error.as_deref().unwrap_or_default();
+    assert!(!reason.is_empty(), "a parked row says why");
+    assert_eq!(rows[&fine.id].status, OutboxStatus::Published);
+    assert_eq!(relay.totals().parked, 1);
+}
+
+/// The reconciler finds a message the broker lost (confirmed, never delivered) by id, and
+/// `repair` sends it again; then nothing is missing.
+pub async fn reconciler_finds_and_repairs_missing(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let outbox = ok(stores.outbox().await, "outbox");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let envelopes: Vec<Envelope> = (0..5).map(|i| Envelope::new(&dest, format!("m{i}"))).collect();
+    let lost = envelopes[2].id;
+    ok(outbox.enqueue.enqueue(&envelopes).await, "enqueue");
+    let lying = LossyPublisher::new(ok(backend.publisher().await, "publisher"), [lost]);
+    let relay = ok(
+        Relay::new(outbox.store.clone(), lying).with_config(test_relay_config()),
+        "relay config",
+    );
+    relay_until_settled(&relay, outbox.store.as_ref(), backend.patience()).await;
+
+    let handler = RecordingHandler::new();
+    let running = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), test_consumer_config()).await;
+    eventually(backend.patience(), "4 messages processed", || async {
+        handler.effects().distinct() == 4
+    })
+    .await;
+    let reconciler = Reconciler::new(outbox.store.clone(), dedupe.ledger.clone()).with_grace(Duration::ZERO);
+    let report = ok(reconciler.reconcile(None).await, "reconcile");
+    assert_eq!(report.missing, vec![lost], "the lost id, and only it");
+    assert_eq!(report.produced, 5);
+    assert_eq!(report.published, 5);
+    assert_eq!(report.processed, 4);
+    assert_eq!(report.counts.broker_to_consumer_gap, 1);
+    assert!(!report.is_clean());
+
+    assert_eq!(ok(reconciler.repair(&report).await, "repair"), 1);
+    let honest = ok(
+        Relay::new(outbox.store.clone(), ok(backend.publisher().await, "publisher"))
+            .with_config(test_relay_config()),
+        "relay config",
+    );
+    relay_until_settled(&honest, outbox.store.as_ref(), backend.patience()).await;
+    eventually(backend.patience(), "the repaired message processed", || async {
+        handler.effects().count(lost) == 1
+    })
+    .await;
+    running.stop().await;
+    let after = ok(reconciler.reconcile(None).await, "reconcile again");
+    assert!(after.is_clean(), "still missing: {:?}", after.missing);
+    assert_eq!(after.processed, 5);
+    for env in &envelopes {
+        assert_eq!(handler.effects().count(env.id), 1);
+    }
+}
+
+/// A delivery without any id (a foreign producer) cannot be deduplicated: it goes to the
+/// DLQ with reason "missing message id", and the handler never sees it.
+pub async fn missing_id_is_dead_lettered(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let handler = RecordingHandler::new();
+    let config = ConsumerConfig {
+        // This consumer expects ids in `x-order-id` only; our message carries none there.
+        id_extractor: IdExtractor::default()
+            .with_header("x-order-id")
+            .with_native_fallback(false),
+        ..test_consumer_config()
+    };
+    let running = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), config).await;
+    let env = Envelope::new(&dest, "who am I");
+    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
+    eventually(backend.patience(), "message without id dead-lettered", || async {
+        running.consumer.totals().dead_lettered == 1
+    })
+    .await;
+    running.stop().await;
+    let dlq = ok(backend.dead_letters(&dest).await, "read the DLQ");
+    assert_eq!(dlq.len(), 1);
+    let failure = dlq[0].failure.clone().unwrap_or_else(|| panic!("no metadata: {:?}", dlq[0]));
+    assert_eq!(failure.reason, DeadLetterReason::MissingId);
+    assert_eq!(failure.error, "missing message id");
+    assert_eq!(dlq[0].message.payload, env.payload);
+    assert_eq!(handler.effects().distinct(), 0);
+}
+
+/// While the dedupe store is unreachable the consumer processes and acks nothing; when
+/// it comes back the message is processed once.
+pub async fn fails_closed_when_dedupe_store_is_down(backend: &dyn Backend, stores: &dyn Stores) {
+    let dest = ok(backend.destination().await, "destination");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let switch = Arc::new(SwitchableDedupe::new(dedupe.store.clone()));
+    switch.set_down(true);
+    let handler = RecordingHandler::new();
+    let running = Running::start(backend, &dest, switch.clone(), handler.clone(), test_consumer_config()).await;
+    let env = Envelope::new(&dest, "wait for the store");
+    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
+    eventually(backend.patience(), "consumer notices the store is down", || async {
+        !running.consumer.store_available()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.calls(env.id), 0, "nothing is processed without dedupe");
+    let t = running.consumer.totals();
+    assert_eq!((t.processed, t.duplicates, t.dead_lettered), (0, 0, 0), "nothing acked: {t:?}");
+    assert!(t.store_errors > 0);
+
+    switch.set_down(false);
+    eventually(backend.patience(), "processed once the store is back", || async {
+        running.consumer.totals().processed == 1
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(handler.effects().count(env.id), 1);
+    assert_eq!(handler.calls(env.id), 1);
+}
+
+/// Every conformance function, in order.
+pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
+    confirmed_round_trip(backend).await;
+    unacked_delivery_is_redelivered(backend).await;
+    nack_requeue_redelivers(backend).await;
+    poison_dead_lettered_after_max_attempts(backend, stores).await;
+    permanent_failure_dead_lettered_at_once(backend, stores).await;
+    redelivery_is_deduplicated(backend, stores).await;
+    racing_consumers_apply_once(backend, stores).await;
+    relay_retries_then_parks(backend, stores).await;
+    unsendable_is_parked_with_reason(backend, stores).await;
+    reconciler_finds_and_repairs_missing(backend, stores).await;
+    missing_id_is_dead_lettered(backend, stores).await;
+    fails_closed_when_dedupe_store_is_down(backend, stores).await;
+}
+
+/// One `#[tokio::test]` per conformance function. `$backend` and `$stores` are async
+/// expressions evaluated in each test (a fresh backend and stores per test).
+///
+/// ```text
+/// zerolost_testkit::conformance_suite!(async { MyBackend::connect().await }, async { MyStores::new() });
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:expr, $stores:expr) => {
+        $crate::conformance_suite!(@broker $backend;
+            confirmed_round_trip, unacked_delivery_is_redelivered, nack_requeue_redelivers);
+        $crate::conformance_suite!(@both $backend, $stores;
+            poison_dead_lettered_after_max_attempts, permanent_failure_dead_lettered_at_once,
+            redelivery_is_deduplicated, racing_consumers_apply_once, relay_retries_then_parks,
+            unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
+            missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down);
+    };
+    (@broker $backend:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let backend = $backend.await;
+            $crate::conformance::$name(&backend).await;
+        }
+    )*};
+    (@both $backend:expr, $stores:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let backend = $backend.await;
+            let stores = $stores.await;
+            $crate::conformance::$name(&backend, &stores).await;
+        }
+    )*};
+}

@@ -1,0 +1,337 @@
+//! End-to-end runs on the in-memory backend under seeded faults: a producer enqueues in
+//! transactions, relays publish (and crash, and are restarted), consumers process with
+//! deduplication, and the verdict is computed by id. The property tests and
+//! `zerolost demo` both run this.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use zerolost_core::memory::{
+    FaultConfig, FaultCounts, FaultInjector, MemoryBroker, MemoryDedupe, MemoryOutbox,
+};
+use zerolost_core::{
+    Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerTotals, DeadLetterPublisher,
+    Envelope, Error, MessageId, OutboxStatus, OutboxStore, ReconcileReport, Reconciler, Relay,
+    RelayConfig, default_dlq_name,
+};
+
+use crate::{DeadLetter, RecordingHandler, Verdict};
+
+/// Largest payload the scenario's broker accepts; unsendable messages are one byte larger.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ScenarioConfig {
+    /// Messages produced.
+    pub messages: usize,
+    /// Every n-th message is poison (alternately failing retryably forever, and permanently).
+    pub poison_every: Option<usize>,
+    /// Every n-th message is too large for the broker (must be parked).
+    pub unsendable_every: Option<usize>,
+    /// Relays sharing the outbox.
+    pub relays: usize,
+    /// Consumers sharing the destination and the dedupe store.
+    pub consumers: usize,
+    /// Messages per producer transaction.
+    pub enqueue_batch: usize,
+    /// The fault schedule.
+    pub faults: FaultConfig,
+    /// Relay settings.
+    pub relay: RelayConfig,
+    /// Consumer settings.
+    pub consumer: ConsumerConfig,
+    /// Give up (and report) after this long.
+    pub deadline: Duration,
+}
+
+impl ScenarioConfig {
+    /// The demo's settings: two relays, two consumers, short delays, 1 poison in 1,000,
+    /// 1 unsendable in 5,000.
+    pub fn demo(messages: usize, faults: FaultConfig) -> Self {
+        Self {
+            messages,
+            poison_every: Some(1000),
+            unsendable_every: Some(5000),
+            relays: 2,
+            consumers: 2,
+            enqueue_batch: 100,
+            faults: FaultConfig {
+                confirm_timeout_after: Duration::from_millis(20),
+                dedupe_outage_for: Duration::from_millis(50),
+                ..faults
+            },
+            relay: RelayConfig {
+                batch_size: 500,
+                lease_for: Duration::from_secs(2),
+                max_attempts: 10,
+                backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(200)),
+                idle_poll: Duration::from_millis(5),
+                store_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
+            },
+            consumer: ConsumerConfig {
+                concurrency: 32,
+                claim_lease: Duration::from_secs(10),
+                retry_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
+                store_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
+                held_retry_delay: Duration::from_millis(20),
+                ..ConsumerConfig::default()
+            },
+            deadline: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Live counters a progress display can poll.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Messages enqueued.
+    pub enqueued: AtomicU64,
+    /// Messages the broker confirmed (outbox rows published).
+    pub published: AtomicU64,
+    /// Messages whose effect was applied or that were dead-lettered.
+    pub finished: AtomicU64,
+}
+
+/// What a run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioOutcome {
+    /// The verdict by id.
+    pub verdict: Verdict,
+    /// Faults injected, by kind.
+    pub faults: FaultCounts,
+    /// Relays restarted after a crash.
+    pub relay_restarts: u64,
+    /// Consumer counts, summed over consumers.
+    pub consumer: ConsumerTotals,
+    /// Copies of messages the broker stored (duplicates from lost confirms and relay crashes included).
+    pub broker_stored: usize,
+    /// The reconciler's report.
+    pub reconcile: ReconcileReport,
+    /// Live outbox leases after shutdown (must be 0).
+    pub leased_after_shutdown: usize,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Whether the deadline passed before every message settled.
+    pub timed_out: bool,
+}
+
+/// The designated ids of a run.
+struct Plan {
+    envelopes: Vec<Envelope>,
+    poison: HashSet<MessageId>,
+    permanent: HashSet<MessageId>,
+    unsendable: HashSet<MessageId>,
+}
+
+const DESTINATION: &str = "orders";
+
+fn plan(config: &ScenarioConfig) -> Plan {
+    let mut plan = Plan {
+        envelopes: Vec::with_capacity(config.messages),
+        poison: HashSet::new(),
+        permanent: HashSet::new(),
+        unsendable: HashSet::new(),
+    };
+    let every = |n: Option<usize>, i: usize| n.is_some_and(|n| n > 0 && i % n == n / 2);
+    for i in 0..config.messages {
+        let unsendable = every(config.unsendable_every, i);
+        let payload = if unsendable {
+            Bytes::from(vec![b'x'; MAX_MESSAGE_BYTES + 1])
+        } else {
+            Bytes::from(format!("{{\"order\":{i},\"amount_cents\":{}}}", 100 + i % 9_900))
+        };
+        let env = Envelope::new(DESTINATION, payload).with_key(format!("customer-{}", i % 97));
+        if unsendable {
+            plan.unsendable.insert(env.id);
+        } else if every(config.poison_every, i) {
+            let nth = i / config.poison_every.unwrap_or(1);
+            if nth % 2 == 0 {
+                plan.poison.insert(env.id);
+            } else {
+                plan.permanent.insert(env.id);
+            }
+        }
+        plan.envelopes.push(env);
+    }
+    plan
+}
+
+/// Runs one scenario on the in-memory backend.
+pub async fn run_memory(config: &ScenarioConfig, progress: Arc<Progress>) -> Result<ScenarioOutcome, Error> {
+    let started = Instant::now();
+    let faults = Arc::new(FaultInjector::new(config.faults.clone()));
+    let broker = MemoryBroker::with_faults(faults.clone()).with_max_message_bytes(MAX_MESSAGE_BYTES);
+    broker.declare(DESTINATION);
+    broker.declare(&default_dlq_name(DESTINATION));
+    let outbox = MemoryOutbox::new();
+    let dedupe = MemoryDedupe::with_faults(faults.clone());
+    let plan = plan(config);
+    let handler = RecordingHandler::new()
+        .with_poison(plan.poison.iter().copied())
+        .with_permanent(plan.permanent.iter().copied());
+    let shutdown = CancellationToken::new();
+    let restarts = Arc::new(AtomicU64::new(0));
+    let mut workers = JoinSet::new();
+
+    // The producer: business transactions, each with its outbox rows.
+    {
+        let (outbox, progress, envelopes) = (outbox.clone(), progress.clone(), plan.envelopes.clone());
+        let batch = config.enqueue_batch.max(1);
+        workers.spawn(async move {
+            for chunk in envelopes.chunks(batch) {
+                outbox.enqueue_batch(chunk)?;
+                progress.enqueued.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+            Ok(ConsumerTotals::default())
+        });
+    }
+    for _ in 0..config.relays {
+        let relay = supervise_relay(
+            outbox.clone(),
+            broker.clone(),
+            config.relay.clone(),
+            shutdown.clone(),
+            restarts.clone(),
+        );
+        workers.spawn(async move { relay.await.map(|()| ConsumerTotals::default()) });
+    }
+    let mut consumers = Vec::new();
+    for _ in 0..config.consumers {
+        let consumer = Consumer::new(
+            dedupe.clone(),
+            handler.clone(),
+            DeadLetterPublisher::new(broker.publisher()),
+        )
+        .with_config(config.consumer.clone())?;
+        let subscriber = broker.subscribe(DESTINATION)?;
+        let stop = shutdown.clone();
+        consumers.push(consumer.clone());
+        workers.spawn(async move { consumer.run(subscriber, stop).await });
+    }
+
+    let deadline = started + config.deadline;
+    let timed_out = loop {
+        let (pending, published, parked) = outbox.counts();
+        let dead_lettered: u64 = consumers.iter().map(|c| c.totals().dead_lettered).sum();
+        progress.published.store(published as u64, Ordering::Relaxed);
+        progress
+            .finished
+            .store(handler.effects().distinct() + dead_lettered, Ordering::Relaxed);
+        let all_in = pending == 0 && published + parked == config.messages;
+        if all_in && broker.depth(DESTINATION) == (0, 0) {
+            let dead = dead_letter_ids(&broker);
+            if handler.effects().distinct() as usize + dead.len() >= published {
+                break false;
+            }
+        }
+        if Instant::now() >= deadline {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+
+    shutdown.cancel();
+    let mut consumer_totals = ConsumerTotals::default();
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(Ok(t)) => add_totals(&mut consumer_totals, &t),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::backend("scenario task", false, e.to_string())),
+        }
+    }
+
+    let snapshot = outbox.snapshot(None).await?;
+    let parked: HashSet<MessageId> = snapshot
+        .entries
+        .iter()
+        .filter(|e| e.status == OutboxStatus::Parked)
+        .map(|e| e.id)
+        .collect();
+    let produced: Vec<MessageId> = plan.envelopes.iter().map(|e| e.id).collect();
+    let designated_poison: HashSet<MessageId> = plan.poison.union(&plan.permanent).copied().collect();
+    let verdict = Verdict::compute(
+        &produced,
+        &handler.effects().snapshot(),
+        &dead_letter_ids(&broker),
+        &parked,
+        &designated_poison,
+        &plan.unsendable,
+    );
+    let reconcile = Reconciler::new(outbox.clone(), dedupe.clone())
+        .with_grace(Duration::ZERO)
+        .reconcile(None)
+        .await?;
+    progress.finished.store(
+        (verdict.processed + verdict.dead_lettered) as u64,
+        Ordering::Relaxed,
+    );
+    Ok(ScenarioOutcome {
+        verdict,
+        faults: faults.counts(),
+        relay_restarts: restarts.load(Ordering::Relaxed),
+        consumer: consumer_totals,
+        broker_stored: broker.stored_ids(DESTINATION).len(),
+        reconcile,
+        leased_after_shutdown: outbox.leased_now(),
+        elapsed: started.elapsed(),
+        timed_out,
+    })
+}
+
+fn dead_letter_ids(broker: &MemoryBroker) -> HashSet<MessageId> {
+    broker
+        .messages(&default_dlq_name(DESTINATION))
+        .into_iter()
+        .filter_map(|m| DeadLetter::from_incoming(m).id)
+        .collect()
+}
+
+fn add_totals(sum: &mut ConsumerTotals, t: &ConsumerTotals) {
+    sum.processed += t.processed;
+    sum.duplicates += t.duplicates;
+    sum.deferred += t.deferred;
+    sum.retried += t.retried;
+    sum.dead_lettered += t.dead_lettered;
+    sum.abandoned += t.abandoned;
+    sum.store_errors += t.store_errors;
+    sum.ack_errors += t.ack_errors;
+}
+
+/// Runs a relay; when its publisher "crashes" mid-batch, kills the relay task (its leases
+/// stay held until they expire) and starts a new relay, as a process supervisor would.
+async fn supervise_relay(
+    outbox: MemoryOutbox,
+    broker: MemoryBroker,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+    restarts: Arc<AtomicU64>,
+) -> Result<(), Error> {
+    loop {
+        let (hook, mut crashed) = mpsc::unbounded_channel();
+        let relay = Relay::new(outbox.clone(), broker.crashing_publisher(hook)).with_config(config.clone())?;
+        let stop = shutdown.clone();
+        let mut task = tokio::spawn(async move { relay.run(stop).await });
+        tokio::select! {
+            Some(()) = crashed.recv() => {
+                task.abort();
+                let _ = task.await;
+                restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            finished = &mut task => {
+                return match finished {
+                    Ok(result) => result.map(|_| ()),
+                    Err(e) => Err(Error::backend("relay task", false, e.to_string())),
+                };
+            }
+        }
+    }
+}

@@ -1,1 +1,55 @@
-fn main() {}
+//! `zerolost`: run the pipeline end to end (`demo`), and, in later releases, operate it
+//! (relay, doctor, dlq, reconcile, bench, chaos).
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Lose no message and apply none twice: transactional outbox, confirmed publish,
+/// idempotent consumer, DLQ, reconciliation by id.
+#[derive(Debug, Parser)]
+#[command(name = "zerolost", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole pipeline end to end under injected faults and reconcile by id
+    /// (exit 1 if anything was lost or applied twice).
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZEROLOST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("zerolost: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zerolost: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

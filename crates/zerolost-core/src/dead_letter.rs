@@ -194,6 +194,9 @@ mod tests {
         assert_eq!(back.attempts, 3);
         assert_eq!(back.reason, DeadLetterReason::Exhausted);
         assert_eq!(back.original_destination, "orders");
-        assert_eq!(back.first_failure_at.timestamp_micros(), now.timestamp_micros());
+        assert_eq!(
+            back.first_failure_at.timestamp_micros(),
+            now.timestamp_micros()
+        );
     }
 }

@@ -139,8 +139,10 @@ pub struct Snapshot<T> {
 #[async_trait]
 pub trait ConsumerLedger: Send + Sync {
     /// Finished messages since `since` (all when `None`).
-    async fn finished(&self, since: Option<DateTime<Utc>>)
-    -> Result<Snapshot<ProcessedEntry>, Error>;
+    async fn finished(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Snapshot<ProcessedEntry>, Error>;
     /// Deliveries answered `AlreadyProcessed` so far (duplicates suppressed), where counted.
     async fn duplicates_suppressed(&self) -> Result<u64, Error>;
 }

@@ -25,7 +25,9 @@ pub enum Error {
         reason: String,
     },
     /// No answer within the timeout: the operation may or may not have happened (retryable).
-    #[error("{operation} timed out after {after:?}; the outcome is unknown, so it is retried and deduplicated downstream")]
+    #[error(
+        "{operation} timed out after {after:?}; the outcome is unknown, so it is retried and deduplicated downstream"
+    )]
     Timeout {
         /// The operation that timed out.
         operation: String,
@@ -60,7 +62,9 @@ pub enum Error {
     },
     /// A lease or claim on this message is no longer held by the caller: it expired and
     /// another worker took it over (permanent for the caller; the other worker finishes).
-    #[error("the lease on message {id} is no longer held by this worker (it expired and was taken over)")]
+    #[error(
+        "the lease on message {id} is no longer held by this worker (it expired and was taken over)"
+    )]
     LeaseLost {
         /// The message.
         id: MessageId,
@@ -215,9 +219,24 @@ mod tests {
     #[test]
     fn classification() {
         assert!(Error::unavailable("redis://x", "down").is_retryable());
-        assert!(Error::NotConfirmed { reason: "nack".into() }.is_retryable());
-        assert!(!Error::Unroutable { destination: "x".into() }.is_retryable());
-        assert!(!Error::Rejected { reason: "too large".into() }.is_retryable());
+        assert!(
+            Error::NotConfirmed {
+                reason: "nack".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !Error::Unroutable {
+                destination: "x".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !Error::Rejected {
+                reason: "too large".into()
+            }
+            .is_retryable()
+        );
         assert!(Error::backend("x", true, "io").is_retryable());
         assert!(!Error::backend("x", false, "auth").is_retryable());
     }
@@ -232,7 +251,10 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("guest"), "{text}");
         assert!(text.contains("localhost:5672"));
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

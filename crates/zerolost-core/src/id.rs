@@ -112,15 +112,24 @@ mod tests {
 
     #[test]
     fn native_ids_map_stably() {
-        assert_eq!(MessageId::from_native("order-42"), MessageId::from_native("order-42"));
-        assert_ne!(MessageId::from_native("order-42"), MessageId::from_native("order-43"));
+        assert_eq!(
+            MessageId::from_native("order-42"),
+            MessageId::from_native("order-42")
+        );
+        assert_ne!(
+            MessageId::from_native("order-42"),
+            MessageId::from_native("order-43")
+        );
         let id = MessageId::new();
         assert_eq!(MessageId::from_native(&id.to_string()), id);
     }
 
     #[test]
     fn content_ids_separate_destination_and_payload() {
-        assert_ne!(MessageId::from_content("ab", b"c"), MessageId::from_content("a", b"bc"));
+        assert_ne!(
+            MessageId::from_content("ab", b"c"),
+            MessageId::from_content("a", b"bc")
+        );
     }
 
     #[test]

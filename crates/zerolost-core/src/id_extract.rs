@@ -111,12 +111,17 @@ mod tests {
     #[test]
     fn header_wins_then_native_then_policy() {
         let x = IdExtractor::default();
-        let (id, src) = x.extract(&foreign(&[("zerolost-id", "a")], Some("b"))).unwrap();
+        let (id, src) = x
+            .extract(&foreign(&[("zerolost-id", "a")], Some("b")))
+            .unwrap();
         assert_eq!((id, src), (MessageId::from_native("a"), IdSource::Header));
         let (id, src) = x.extract(&foreign(&[], Some("b"))).unwrap();
         assert_eq!((id, src), (MessageId::from_native("b"), IdSource::Native));
         assert!(x.extract(&foreign(&[], None)).is_none());
-        assert!(x.extract(&foreign(&[("zerolost-id", " ")], Some(""))).is_none());
+        assert!(
+            x.extract(&foreign(&[("zerolost-id", " ")], Some("")))
+                .is_none()
+        );
     }
 
     #[test]

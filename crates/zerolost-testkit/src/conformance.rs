@@ -144,7 +144,10 @@ async fn relay_until_settled(relay: &Relay, outbox: &dyn OutboxStore, patience: 
     .await;
 }
 
-async fn dead_letters_by_id(backend: &dyn Backend, destination: &str) -> HashMap<MessageId, DeadLetter> {
+async fn dead_letters_by_id(
+    backend: &dyn Backend,
+    destination: &str,
+) -> HashMap<MessageId, DeadLetter> {
     ok(backend.dead_letters(destination).await, "read the DLQ")
         .into_iter()
         .filter_map(|d| Some((d.id?, d)))
@@ -195,13 +198,22 @@ pub async fn confirmed_round_trip(backend: &dyn Backend) {
 pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
     let dest = ok(backend.destination().await, "destination");
     let env = Envelope::new(&dest, "drop me");
-    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
+    ok(
+        ok(backend.publisher().await, "publisher")
+            .publish(&env)
+            .await,
+        "publish",
+    );
     let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
     let first = receive(sub.as_mut(), backend.patience()).await;
     assert_eq!(id_of(&first.message), env.id);
     drop(first);
     let again = receive(sub.as_mut(), backend.patience()).await;
-    assert_eq!(id_of(&again.message), env.id, "the dropped message must come back");
+    assert_eq!(
+        id_of(&again.message),
+        env.id,
+        "the dropped message must come back"
+    );
     assert!(
         again.redelivered || again.delivery_count.is_some_and(|n| n >= 2),
         "a redelivery must say so: {again:?}"
@@ -214,7 +226,12 @@ pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
 pub async fn nack_requeue_redelivers(backend: &dyn Backend) {
     let dest = ok(backend.destination().await, "destination");
     let env = Envelope::new(&dest, "nack me");
-    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
+    ok(
+        ok(backend.publisher().await, "publisher")
+            .publish(&env)
+            .await,
+        "publish",
+    );
     let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
     let first = receive(sub.as_mut(), backend.patience()).await;
     ok(first.nack(true).await, "nack");
@@ -227,7 +244,9 @@ pub async fn nack_requeue_redelivers(backend: &dyn Backend) {
 async fn dead_letter_case(backend: &dyn Backend, stores: &dyn Stores, permanent: bool) {
     let dest = ok(backend.destination().await, "destination");
     let dedupe = ok(stores.dedupe().await, "dedupe store");
-    let good: Vec<Envelope> = (0..3).map(|i| Envelope::new(&dest, format!("good-{i}"))).collect();
+    let good: Vec<Envelope> = (0..3)
+        .map(|i| Envelope::new(&dest, format!("good-{i}")))
+        .collect();
     let bad = Envelope::new(&dest, "poison").with_header("tenant", "acme");
     let handler = if permanent {
         RecordingHandler::new().with_permanent([bad.id])
@@ -244,23 +263,39 @@ async fn dead_letter_case(backend: &dyn Backend, stores: &dyn Stores, permanent:
     .await;
     let mut all = good.clone();
     all.push(bad.clone());
-    for result in ok(backend.publisher().await, "publisher").publish_batch(&all).await {
+    for result in ok(backend.publisher().await, "publisher")
+        .publish_batch(&all)
+        .await
+    {
         ok(result, "publish");
     }
-    eventually(backend.patience(), "good messages processed and poison dead-lettered", || async {
-        handler.effects().distinct() == 3
-            && dead_letters_by_id(backend, &dest).await.contains_key(&bad.id)
-            && running.consumer.totals().dead_lettered == 1
-    })
+    eventually(
+        backend.patience(),
+        "good messages processed and poison dead-lettered",
+        || async {
+            handler.effects().distinct() == 3
+                && dead_letters_by_id(backend, &dest)
+                    .await
+                    .contains_key(&bad.id)
+                && running.consumer.totals().dead_lettered == 1
+        },
+    )
     .await;
     running.stop().await;
 
     let expected_calls = if permanent { 1 } else { 3 };
-    assert_eq!(handler.calls(bad.id), expected_calls, "handler calls for the poison message");
+    assert_eq!(
+        handler.calls(bad.id),
+        expected_calls,
+        "handler calls for the poison message"
+    );
     let dlq = dead_letters_by_id(backend, &dest).await;
     let dead = &dlq[&bad.id];
     assert_eq!(dead.message.payload, bad.payload, "DLQ keeps the payload");
-    assert_eq!(dead.message.headers.get("tenant").map(String::as_str), Some("acme"));
+    assert_eq!(
+        dead.message.headers.get("tenant").map(String::as_str),
+        Some("acme")
+    );
     let failure = dead
         .failure
         .as_ref()
@@ -274,7 +309,11 @@ async fn dead_letter_case(backend: &dyn Backend, stores: &dyn Stores, permanent:
         (DeadLetterReason::Exhausted, "downstream refused")
     };
     assert_eq!(failure.reason, reason);
-    assert!(failure.error.contains(text), "error text: {}", failure.error);
+    assert!(
+        failure.error.contains(text),
+        "error text: {}",
+        failure.error
+    );
 
     let ledger = ok(dedupe.ledger.finished(None).await, "ledger");
     let outcomes: HashMap<_, _> = ledger.entries.iter().map(|e| (e.id, e.outcome)).collect();
@@ -335,7 +374,11 @@ pub async fn redelivery_is_deduplicated(backend: &dyn Backend, stores: &dyn Stor
     })
     .await;
     running.stop().await;
-    assert_eq!(handler.effects().count(env.id), 1, "effect applied exactly once");
+    assert_eq!(
+        handler.effects().count(env.id),
+        1,
+        "effect applied exactly once"
+    );
     assert_eq!(handler.calls(env.id), 1, "handler called exactly once");
     assert!(ok(dedupe.ledger.duplicates_suppressed().await, "ledger") >= 3);
 }
@@ -345,14 +388,33 @@ pub async fn racing_consumers_apply_once(backend: &dyn Backend, stores: &dyn Sto
     let dest = ok(backend.destination().await, "destination");
     let dedupe = ok(stores.dedupe().await, "dedupe store");
     let handler = RecordingHandler::new().with_work(Duration::from_millis(30));
-    let originals: Vec<Envelope> = (0..10).map(|i| Envelope::new(&dest, format!("m{i}"))).collect();
+    let originals: Vec<Envelope> = (0..10)
+        .map(|i| Envelope::new(&dest, format!("m{i}")))
+        .collect();
     let copies: Vec<Envelope> = originals
         .iter()
         .flat_map(|e| std::iter::repeat_n(e.clone(), 3))
         .collect();
-    let a = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), test_consumer_config()).await;
-    let b = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), test_consumer_config()).await;
-    for result in ok(backend.publisher().await, "publisher").publish_batch(&copies).await {
+    let a = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        handler.clone(),
+        test_consumer_config(),
+    )
+    .await;
+    let b = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        handler.clone(),
+        test_consumer_config(),
+    )
+    .await;
+    for result in ok(backend.publisher().await, "publisher")
+        .publish_batch(&copies)
+        .await
+    {
         ok(result, "publish");
     }
     eventually(backend.patience(), "30 copies settled", || async {
@@ -404,14 +466,20 @@ pub async fn relay_retries_then_parks(backend: &dyn Backend, stores: &dyn Stores
         .collect();
     assert_eq!(rows.len(), 3, "no row is ever deleted");
     assert_eq!(rows[&flaky.id].status, OutboxStatus::Published);
-    assert_eq!(rows[&flaky.id].attempts, 2, "two failed attempts before success");
+    assert_eq!(
+        rows[&flaky.id].attempts, 2,
+        "two failed attempts before success"
+    );
     assert_eq!(rows[&fine.id].status, OutboxStatus::Published);
     assert_eq!(rows[&fine.id].attempts, 0);
     let parked = &rows[&dead.id];
     assert_eq!(parked.status, OutboxStatus::Parked);
     assert_eq!(parked.attempts, 4);
     let reason = parked.last_error.as_deref().unwrap_or_default();
-    assert!(reason.contains("gave up after 4 attempts"), "reason: {reason}");
+    assert!(
+        reason.contains("gave up after 4 attempts"),
+        "reason: {reason}"
+    );
     assert!(reason.contains("connection reset"), "reason: {reason}");
 
     let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
@@ -432,10 +500,19 @@ pub async fn unsendable_is_parked_with_reason(backend: &dyn Backend, stores: &dy
     let outbox = ok(stores.outbox().await, "outbox");
     let lost_cause = Envelope::new(backend.unroutable_destination(), "nowhere to go");
     let fine = Envelope::new(&dest, "fine");
-    ok(outbox.enqueue.enqueue(&[lost_cause.clone(), fine.clone()]).await, "enqueue");
+    ok(
+        outbox
+            .enqueue
+            .enqueue(&[lost_cause.clone(), fine.clone()])
+            .await,
+        "enqueue",
+    );
     let relay = ok(
-        Relay::new(outbox.store.clone(), ok(backend.publisher().await, "publisher"))
-            .with_config(test_relay_config()),
+        Relay::new(
+            outbox.store.clone(),
+            ok(backend.publisher().await, "publisher"),
+        )
+        .with_config(test_relay_config()),
         "relay config",
     );
     relay_until_settled(&relay, outbox.store.as_ref(), backend.patience()).await;
@@ -459,7 +536,9 @@ pub async fn reconciler_finds_and_repairs_missing(backend: &dyn Backend, stores:
     let dest = ok(backend.destination().await, "destination");
     let outbox = ok(stores.outbox().await, "outbox");
     let dedupe = ok(stores.dedupe().await, "dedupe store");
-    let envelopes: Vec<Envelope> = (0..5).map(|i| Envelope::new(&dest, format!("m{i}"))).collect();
+    let envelopes: Vec<Envelope> = (0..5)
+        .map(|i| Envelope::new(&dest, format!("m{i}")))
+        .collect();
     let lost = envelopes[2].id;
     ok(outbox.enqueue.enqueue(&envelopes).await, "enqueue");
     let lying = LossyPublisher::new(ok(backend.publisher().await, "publisher"), [lost]);
@@ -470,12 +549,20 @@ pub async fn reconciler_finds_and_repairs_missing(backend: &dyn Backend, stores:
     relay_until_settled(&relay, outbox.store.as_ref(), backend.patience()).await;
 
     let handler = RecordingHandler::new();
-    let running = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), test_consumer_config()).await;
+    let running = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        handler.clone(),
+        test_consumer_config(),
+    )
+    .await;
     eventually(backend.patience(), "4 messages processed", || async {
         handler.effects().distinct() == 4
     })
     .await;
-    let reconciler = Reconciler::new(outbox.store.clone(), dedupe.ledger.clone()).with_grace(Duration::ZERO);
+    let reconciler =
+        Reconciler::new(outbox.store.clone(), dedupe.ledger.clone()).with_grace(Duration::ZERO);
     let report = ok(reconciler.reconcile(None).await, "reconcile");
     assert_eq!(report.missing, vec![lost], "the lost id, and only it");
     assert_eq!(report.produced, 5);
@@ -486,14 +573,19 @@ pub async fn reconciler_finds_and_repairs_missing(backend: &dyn Backend, stores:
 
     assert_eq!(ok(reconciler.repair(&report).await, "repair"), 1);
     let honest = ok(
-        Relay::new(outbox.store.clone(), ok(backend.publisher().await, "publisher"))
-            .with_config(test_relay_config()),
+        Relay::new(
+            outbox.store.clone(),
+            ok(backend.publisher().await, "publisher"),
+        )
+        .with_config(test_relay_config()),
         "relay config",
     );
     relay_until_settled(&honest, outbox.store.as_ref(), backend.patience()).await;
-    eventually(backend.patience(), "the repaired message processed", || async {
-        handler.effects().count(lost) == 1
-    })
+    eventually(
+        backend.patience(),
+        "the repaired message processed",
+        || async { handler.effects().count(lost) == 1 },
+    )
     .await;
     running.stop().await;
     let after = ok(reconciler.reconcile(None).await, "reconcile again");
@@ -517,17 +609,34 @@ pub async fn missing_id_is_dead_lettered(backend: &dyn Backend, stores: &dyn Sto
             .with_native_fallback(false),
         ..test_consumer_config()
     };
-    let running = Running::start(backend, &dest, dedupe.store.clone(), handler.clone(), config).await;
+    let running = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        handler.clone(),
+        config,
+    )
+    .await;
     let env = Envelope::new(&dest, "who am I");
-    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
-    eventually(backend.patience(), "message without id dead-lettered", || async {
-        running.consumer.totals().dead_lettered == 1
-    })
+    ok(
+        ok(backend.publisher().await, "publisher")
+            .publish(&env)
+            .await,
+        "publish",
+    );
+    eventually(
+        backend.patience(),
+        "message without id dead-lettered",
+        || async { running.consumer.totals().dead_lettered == 1 },
+    )
     .await;
     running.stop().await;
     let dlq = ok(backend.dead_letters(&dest).await, "read the DLQ");
     assert_eq!(dlq.len(), 1);
-    let failure = dlq[0].failure.clone().unwrap_or_else(|| panic!("no metadata: {:?}", dlq[0]));
+    let failure = dlq[0]
+        .failure
+        .clone()
+        .unwrap_or_else(|| panic!("no metadata: {:?}", dlq[0]));
     assert_eq!(failure.reason, DeadLetterReason::MissingId);
     assert_eq!(failure.error, "missing message id");
     assert_eq!(dlq[0].message.payload, env.payload);
@@ -542,23 +651,47 @@ pub async fn fails_closed_when_dedupe_store_is_down(backend: &dyn Backend, store
     let switch = Arc::new(SwitchableDedupe::new(dedupe.store.clone()));
     switch.set_down(true);
     let handler = RecordingHandler::new();
-    let running = Running::start(backend, &dest, switch.clone(), handler.clone(), test_consumer_config()).await;
+    let running = Running::start(
+        backend,
+        &dest,
+        switch.clone(),
+        handler.clone(),
+        test_consumer_config(),
+    )
+    .await;
     let env = Envelope::new(&dest, "wait for the store");
-    ok(ok(backend.publisher().await, "publisher").publish(&env).await, "publish");
-    eventually(backend.patience(), "consumer notices the store is down", || async {
-        !running.consumer.store_available()
-    })
+    ok(
+        ok(backend.publisher().await, "publisher")
+            .publish(&env)
+            .await,
+        "publish",
+    );
+    eventually(
+        backend.patience(),
+        "consumer notices the store is down",
+        || async { !running.consumer.store_available() },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(handler.calls(env.id), 0, "nothing is processed without dedupe");
+    assert_eq!(
+        handler.calls(env.id),
+        0,
+        "nothing is processed without dedupe"
+    );
     let t = running.consumer.totals();
-    assert_eq!((t.processed, t.duplicates, t.dead_lettered), (0, 0, 0), "nothing acked: {t:?}");
+    assert_eq!(
+        (t.processed, t.duplicates, t.dead_lettered),
+        (0, 0, 0),
+        "nothing acked: {t:?}"
+    );
     assert!(t.store_errors > 0);
 
     switch.set_down(false);
-    eventually(backend.patience(), "processed once the store is back", || async {
-        running.consumer.totals().processed == 1
-    })
+    eventually(
+        backend.patience(),
+        "processed once the store is back",
+        || async { running.consumer.totals().processed == 1 },
+    )
     .await;
     running.stop().await;
     assert_eq!(handler.effects().count(env.id), 1);

@@ -120,13 +120,17 @@ impl Handler for RecordingHandler {
             tokio::time::sleep(self.work).await;
         }
         if self.permanent.contains(&id) {
-            return Err(HandlerError::permanent(format!("poison message {id}: invalid order")));
+            return Err(HandlerError::permanent(format!(
+                "poison message {id}: invalid order"
+            )));
         }
         if self.poison.contains(&id) {
             return Err(HandlerError::retryable(format!("downstream refused {id}")));
         }
         if self.flaky.get(&id).is_some_and(|n| call <= *n) {
-            return Err(HandlerError::retryable(format!("flaky failure {call} of {id}")));
+            return Err(HandlerError::retryable(format!(
+                "flaky failure {call} of {id}"
+            )));
         }
         self.effects.apply(id);
         Ok(())

@@ -2,8 +2,8 @@
 //! the same fault scenario runs on every backend.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,7 +53,10 @@ impl<P: Publisher> FlakyPublisher<P> {
 impl<P: Publisher> Publisher for FlakyPublisher<P> {
     async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
         if self.fails(envelope.id) {
-            return Err(Error::unavailable("broker", "connection reset (test fault)"));
+            return Err(Error::unavailable(
+                "broker",
+                "connection reset (test fault)",
+            ));
         }
         self.inner.publish(envelope).await
     }
@@ -113,7 +116,10 @@ impl<D: DedupeStore> SwitchableDedupe<D> {
 
     fn check(&self) -> Result<(), Error> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(Error::unavailable("dedupe store", "switched off by the test"));
+            return Err(Error::unavailable(
+                "dedupe store",
+                "switched off by the test",
+            ));
         }
         Ok(())
     }

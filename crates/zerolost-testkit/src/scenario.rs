@@ -74,13 +74,22 @@ impl ScenarioConfig {
                 max_attempts: 10,
                 backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(200)),
                 idle_poll: Duration::from_millis(5),
-                store_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
+                store_backoff: Backoff::exponential(
+                    Duration::from_millis(5),
+                    Duration::from_millis(100),
+                ),
             },
             consumer: ConsumerConfig {
                 concurrency: 32,
                 claim_lease: Duration::from_secs(10),
-                retry_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
-                store_backoff: Backoff::exponential(Duration::from_millis(5), Duration::from_millis(100)),
+                retry_backoff: Backoff::exponential(
+                    Duration::from_millis(5),
+                    Duration::from_millis(100),
+                ),
+                store_backoff: Backoff::exponential(
+                    Duration::from_millis(5),
+                    Duration::from_millis(100),
+                ),
                 held_retry_delay: Duration::from_millis(20),
                 ..ConsumerConfig::default()
             },
@@ -146,14 +155,17 @@ fn plan(config: &ScenarioConfig) -> Plan {
         let payload = if unsendable {
             Bytes::from(vec![b'x'; MAX_MESSAGE_BYTES + 1])
         } else {
-            Bytes::from(format!("{{\"order\":{i},\"amount_cents\":{}}}", 100 + i % 9_900))
+            Bytes::from(format!(
+                "{{\"order\":{i},\"amount_cents\":{}}}",
+                100 + i % 9_900
+            ))
         };
         let env = Envelope::new(DESTINATION, payload).with_key(format!("customer-{}", i % 97));
         if unsendable {
             plan.unsendable.insert(env.id);
         } else if every(config.poison_every, i) {
             let nth = i / config.poison_every.unwrap_or(1);
-            if nth % 2 == 0 {
+            if nth.is_multiple_of(2) {
                 plan.poison.insert(env.id);
             } else {
                 plan.permanent.insert(env.id);
@@ -165,10 +177,14 @@ fn plan(config: &ScenarioConfig) -> Plan {
 }
 
 /// Runs one scenario on the in-memory backend.
-pub async fn run_memory(config: &ScenarioConfig, progress: Arc<Progress>) -> Result<ScenarioOutcome, Error> {
+pub async fn run_memory(
+    config: &ScenarioConfig,
+    progress: Arc<Progress>,
+) -> Result<ScenarioOutcome, Error> {
     let started = Instant::now();
     let faults = Arc::new(FaultInjector::new(config.faults.clone()));
-    let broker = MemoryBroker::with_faults(faults.clone()).with_max_message_bytes(MAX_MESSAGE_BYTES);
+    let broker =
+        MemoryBroker::with_faults(faults.clone()).with_max_message_bytes(MAX_MESSAGE_BYTES);
     broker.declare(DESTINATION);
     broker.declare(&default_dlq_name(DESTINATION));
     let outbox = MemoryOutbox::new();
@@ -183,12 +199,15 @@ pub async fn run_memory(config: &ScenarioConfig, progress: Arc<Progress>) -> Res
 
     // The producer: business transactions, each with its outbox rows.
     {
-        let (outbox, progress, envelopes) = (outbox.clone(), progress.clone(), plan.envelopes.clone());
+        let (outbox, progress, envelopes) =
+            (outbox.clone(), progress.clone(), plan.envelopes.clone());
         let batch = config.enqueue_batch.max(1);
         workers.spawn(async move {
             for chunk in envelopes.chunks(batch) {
                 outbox.enqueue_batch(chunk)?;
-                progress.enqueued.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                progress
+                    .enqueued
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                 tokio::task::yield_now().await;
             }
             Ok(ConsumerTotals::default())
@@ -222,10 +241,13 @@ pub async fn run_memory(config: &ScenarioConfig, progress: Arc<Progress>) -> Res
     let timed_out = loop {
         let (pending, published, parked) = outbox.counts();
         let dead_lettered: u64 = consumers.iter().map(|c| c.totals().dead_lettered).sum();
-        progress.published.store(published as u64, Ordering::Relaxed);
         progress
-            .finished
-            .store(handler.effects().distinct() + dead_lettered, Ordering::Relaxed);
+            .published
+            .store(published as u64, Ordering::Relaxed);
+        progress.finished.store(
+            handler.effects().distinct() + dead_lettered,
+            Ordering::Relaxed,
+        );
         let all_in = pending == 0 && published + parked == config.messages;
         if all_in && broker.depth(DESTINATION) == (0, 0) {
             let dead = dead_letter_ids(&broker);
@@ -257,7 +279,8 @@ pub async fn run_memory(config: &ScenarioConfig, progress: Arc<Progress>) -> Res
         .map(|e| e.id)
         .collect();
     let produced: Vec<MessageId> = plan.envelopes.iter().map(|e| e.id).collect();
-    let designated_poison: HashSet<MessageId> = plan.poison.union(&plan.permanent).copied().collect();
+    let designated_poison: HashSet<MessageId> =
+        plan.poison.union(&plan.permanent).copied().collect();
     let verdict = Verdict::compute(
         &produced,
         &handler.effects().snapshot(),
@@ -317,7 +340,8 @@ async fn supervise_relay(
 ) -> Result<(), Error> {
     loop {
         let (hook, mut crashed) = mpsc::unbounded_channel();
-        let relay = Relay::new(outbox.clone(), broker.crashing_publisher(hook)).with_config(config.clone())?;
+        let relay = Relay::new(outbox.clone(), broker.crashing_publisher(hook))
+            .with_config(config.clone())?;
         let stop = shutdown.clone();
         let mut task = tokio::spawn(async move { relay.run(stop).await });
         tokio::select! {

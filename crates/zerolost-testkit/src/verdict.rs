@@ -59,7 +59,10 @@ impl Verdict {
             processed: produced.iter().filter(|id| applied(id)).count(),
             dead_lettered: dead_lettered.len(),
             parked: parked.len(),
-            duplicate_effects: effects.values().map(|n| u64::from(n.saturating_sub(1))).sum(),
+            duplicate_effects: effects
+                .values()
+                .map(|n| u64::from(n.saturating_sub(1)))
+                .sum(),
             ..Verdict::default()
         };
         v.lost = produced
@@ -88,7 +91,10 @@ impl Verdict {
     /// Panics with the whole verdict unless [`is_clean`](Verdict::is_clean).
     #[track_caller]
     pub fn assert_clean(&self) {
-        assert!(self.is_clean(), "the run lost or duplicated messages: {self:#?}");
+        assert!(
+            self.is_clean(),
+            "the run lost or duplicated messages: {self:#?}"
+        );
     }
 }
 

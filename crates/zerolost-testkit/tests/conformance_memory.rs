@@ -2,4 +2,6 @@
 
 use zerolost_testkit::{MemoryBackend, MemoryStores};
 
-zerolost_testkit::conformance_suite!(async { MemoryBackend::new() }, async { MemoryStores::new() });
+zerolost_testkit::conformance_suite!(async { MemoryBackend::new() }, async {
+    MemoryStores::new()
+});

@@ -22,17 +22,19 @@ fn faults() -> impl Strategy<Value = FaultConfig> {
         0.0..0.05f64,
         0.0..0.2f64,
     )
-        .prop_map(|(seed, failed, lost, timeout, crash_ack, outage, relay_crash)| FaultConfig {
-            seed,
-            publish_failed: failed,
-            lost_confirm: lost,
-            confirm_timeout: timeout,
-            confirm_timeout_after: Duration::from_millis(200),
-            crash_before_ack: crash_ack,
-            dedupe_outage: outage,
-            dedupe_outage_for: Duration::from_millis(300),
-            relay_crash,
-        })
+        .prop_map(
+            |(seed, failed, lost, timeout, crash_ack, outage, relay_crash)| FaultConfig {
+                seed,
+                publish_failed: failed,
+                lost_confirm: lost,
+                confirm_timeout: timeout,
+                confirm_timeout_after: Duration::from_millis(200),
+                crash_before_ack: crash_ack,
+                dedupe_outage: outage,
+                dedupe_outage_for: Duration::from_millis(300),
+                relay_crash,
+            },
+        )
 }
 
 fn run(config: ScenarioConfig) -> ScenarioOutcome {
@@ -48,11 +50,24 @@ fn run(config: ScenarioConfig) -> ScenarioOutcome {
 
 fn check(outcome: &ScenarioOutcome) -> Result<(), TestCaseError> {
     prop_assert!(!outcome.timed_out, "run did not settle: {outcome:#?}");
-    prop_assert!(outcome.verdict.lost.is_empty(), "lost: {:?}", outcome.verdict);
-    prop_assert_eq!(outcome.verdict.duplicate_effects, 0, "applied twice: {:?}", outcome.verdict);
+    prop_assert!(
+        outcome.verdict.lost.is_empty(),
+        "lost: {:?}",
+        outcome.verdict
+    );
+    prop_assert_eq!(
+        outcome.verdict.duplicate_effects,
+        0,
+        "applied twice: {:?}",
+        outcome.verdict
+    );
     outcome.verdict.assert_clean();
     prop_assert_eq!(outcome.leased_after_shutdown, 0);
-    prop_assert!(outcome.reconcile.is_clean(), "reconciler: {:?}", outcome.reconcile.missing);
+    prop_assert!(
+        outcome.reconcile.is_clean(),
+        "reconciler: {:?}",
+        outcome.reconcile.missing
+    );
     prop_assert_eq!(
         outcome.reconcile.processed + outcome.reconcile.dead_lettered.len(),
         outcome.verdict.processed + outcome.verdict.dead_lettered

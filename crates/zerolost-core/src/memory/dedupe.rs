@@ -17,8 +17,15 @@ use crate::{
 
 enum Mark {
     Free,
-    Claimed { token: ClaimToken, expires: Instant },
-    Done { outcome: Outcome, at: DateTime<Utc>, until: Instant },
+    Claimed {
+        token: ClaimToken,
+        expires: Instant,
+    },
+    Done {
+        outcome: Outcome,
+        at: DateTime<Utc>,
+        until: Instant,
+    },
 }
 
 struct Entry {
@@ -78,12 +85,18 @@ impl MemoryDedupe {
         }
         if self.faults.strike(FaultKind::DedupeOutage) {
             state.outage_until = Some(now + self.faults.config().dedupe_outage_for);
-            return Err(Error::unavailable("memory dedupe store", "outage (injected)"));
+            return Err(Error::unavailable(
+                "memory dedupe store",
+                "outage (injected)",
+            ));
         }
         Ok(())
     }
 
-    fn with_state<T>(&self, f: impl FnOnce(&mut State, Instant) -> Result<T, Error>) -> Result<T, Error> {
+    fn with_state<T>(
+        &self,
+        f: impl FnOnce(&mut State, Instant) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let now = Instant::now();
         let mut state = lock(&self.state);
         self.available(&mut state, now)?;
@@ -234,23 +247,33 @@ mod tests {
             panic!("first claim must succeed")
         };
         assert_eq!(store.claim(id, LEASE).await.unwrap(), Claim::HeldByOther);
-        store.complete(&token, Outcome::Processed, DAY).await.unwrap();
+        store
+            .complete(&token, Outcome::Processed, DAY)
+            .await
+            .unwrap();
         assert_eq!(
             store.claim(id, LEASE).await.unwrap(),
             Claim::AlreadyProcessed(Outcome::Processed)
         );
         assert_eq!(store.duplicates_suppressed().await.unwrap(), 1);
         tokio::time::advance(DAY).await;
-        assert!(matches!(store.claim(id, LEASE).await.unwrap(), Claim::Claimed(_)));
+        assert!(matches!(
+            store.claim(id, LEASE).await.unwrap(),
+            Claim::Claimed(_)
+        ));
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_expired_claim_is_taken_over_and_the_old_token_is_refused() {
         let store = MemoryDedupe::new();
         let id = MessageId::new();
-        let Claim::Claimed(old) = store.claim(id, LEASE).await.unwrap() else { panic!() };
+        let Claim::Claimed(old) = store.claim(id, LEASE).await.unwrap() else {
+            panic!()
+        };
         tokio::time::advance(LEASE).await;
-        let Claim::Claimed(new) = store.claim(id, LEASE).await.unwrap() else { panic!() };
+        let Claim::Claimed(new) = store.claim(id, LEASE).await.unwrap() else {
+            panic!()
+        };
         assert!(matches!(
             store.complete(&old, Outcome::Processed, DAY).await,
             Err(Error::LeaseLost { .. })

@@ -96,7 +96,7 @@ impl FaultConfig {
             confirm_timeout: 0.0005,
             crash_before_ack: 0.001,
             dedupe_outage: 0.0001,
-            relay_crash: 0.003,
+            relay_crash: 0.01,
             ..Self::none()
         }
     }
@@ -110,7 +110,7 @@ impl FaultConfig {
             confirm_timeout: 0.005,
             crash_before_ack: 0.01,
             dedupe_outage: 0.001,
-            relay_crash: 0.02,
+            relay_crash: 0.1,
             ..Self::none()
         }
     }

@@ -46,5 +46,7 @@ impl Clock {
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it (the
 /// in-memory state stays consistent: every critical section is panic-free).
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -318,9 +318,24 @@ mod tests {
         let second = outbox.lease(10, LEASE).await.unwrap();
         assert_eq!(second.len(), 1);
         // The first relay's stale lease cannot mark the row any more.
-        assert_eq!(outbox.mark_published(&[first[0].lease.clone()]).await.unwrap(), 0);
-        assert_eq!(outbox.mark_published(&[second[0].lease.clone()]).await.unwrap(), 1);
-        assert_eq!(outbox.status(second[0].envelope.id), Some(OutboxStatus::Published));
+        assert_eq!(
+            outbox
+                .mark_published(&[first[0].lease.clone()])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            outbox
+                .mark_published(&[second[0].lease.clone()])
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            outbox.status(second[0].envelope.id),
+            Some(OutboxStatus::Published)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -329,7 +344,12 @@ mod tests {
         let env = Envelope::new("d", "x");
         outbox.enqueue(&env).unwrap();
         let r = outbox.lease(1, LEASE).await.unwrap().remove(0);
-        assert!(outbox.reschedule(&r.lease, 1, Duration::from_secs(5), "flap").await.unwrap());
+        assert!(
+            outbox
+                .reschedule(&r.lease, 1, Duration::from_secs(5), "flap")
+                .await
+                .unwrap()
+        );
         assert!(outbox.lease(1, LEASE).await.unwrap().is_empty());
         tokio::time::advance(Duration::from_secs(5)).await;
         let r = outbox.lease(1, LEASE).await.unwrap().remove(0);

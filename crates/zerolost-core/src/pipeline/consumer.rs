@@ -51,7 +51,10 @@ impl Default for ConsumerConfig {
             max_attempts: 3,
             claim_lease: Duration::from_secs(30),
             keep_for: Duration::from_secs(24 * 3600),
-            retry_backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)),
+            retry_backoff: Backoff::exponential(
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+            ),
             store_backoff: Backoff::exponential(Duration::from_millis(50), Duration::from_secs(5)),
             held_retry_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
@@ -172,13 +175,19 @@ impl Consumer {
     /// Replaces the configuration (before running); invalid values are refused.
     pub fn with_config(self, config: ConsumerConfig) -> Result<Self, Error> {
         if config.concurrency == 0 {
-            return Err(Error::Config("consumer concurrency must be at least 1".into()));
+            return Err(Error::Config(
+                "consumer concurrency must be at least 1".into(),
+            ));
         }
         if config.max_attempts == 0 {
-            return Err(Error::Config("consumer max_attempts must be at least 1".into()));
+            return Err(Error::Config(
+                "consumer max_attempts must be at least 1".into(),
+            ));
         }
         if config.claim_lease.is_zero() {
-            return Err(Error::Config("consumer claim_lease must be longer than zero".into()));
+            return Err(Error::Config(
+                "consumer claim_lease must be longer than zero".into(),
+            ));
         }
         let inner = Arc::try_unwrap(self.inner).map_err(|_| {
             Error::Config("configure the consumer before cloning or running it".into())
@@ -324,8 +333,14 @@ impl Consumer {
             .unwrap_or_else(|_| Err(HandlerError::retryable("the handler panicked")));
 
         match result {
-            Ok(()) => self.finish(delivery, &token, Outcome::Processed, shutdown).await,
-            Err(failure) => self.failed(delivery, envelope, token, failure, shutdown).await,
+            Ok(()) => {
+                self.finish(delivery, &token, Outcome::Processed, shutdown)
+                    .await
+            }
+            Err(failure) => {
+                self.failed(delivery, envelope, token, failure, shutdown)
+                    .await
+            }
         }
     }
 
@@ -417,7 +432,10 @@ impl Consumer {
             &self.inner.config.store_backoff,
             shutdown,
             |e| {
-                self.inner.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .store_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 warn!(id = %envelope.id, error = %e, "dead-letter publish failed; retrying");
             },
             || self.inner.dead_letters.dead_letter(envelope, failure),
@@ -492,14 +510,19 @@ impl Consumer {
         )
         .await;
         if result.is_ok() {
-            inner.store_up.send_if_modified(|up| !std::mem::replace(up, true));
+            inner
+                .store_up
+                .send_if_modified(|up| !std::mem::replace(up, true));
         }
         result
     }
 
     async fn ack(&self, delivery: Delivery, id: MessageId) {
         if let Err(e) = delivery.ack().await {
-            self.inner.counters.ack_errors.fetch_add(1, Ordering::Relaxed);
+            self.inner
+                .counters
+                .ack_errors
+                .fetch_add(1, Ordering::Relaxed);
             debug!(%id, error = %e, "ack failed; the broker redelivers and the duplicate is suppressed");
         }
     }

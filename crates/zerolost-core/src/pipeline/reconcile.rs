@@ -115,11 +115,8 @@ impl Reconciler {
         let outbox = self.outbox.snapshot(since).await?;
         let finished = self.ledger.finished(since).await?;
         let duplicates_suppressed = self.ledger.duplicates_suppressed().await?;
-        let outcome: HashMap<MessageId, Outcome> = finished
-            .entries
-            .iter()
-            .map(|e| (e.id, e.outcome))
-            .collect();
+        let outcome: HashMap<MessageId, Outcome> =
+            finished.entries.iter().map(|e| (e.id, e.outcome)).collect();
         let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
         let settled_before = outbox.taken_at.checked_sub_signed(grace);
 

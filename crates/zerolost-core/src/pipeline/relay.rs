@@ -36,7 +36,10 @@ impl Default for RelayConfig {
             max_attempts: 10,
             backoff: Backoff::default(),
             idle_poll: Duration::from_millis(200),
-            store_backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)),
+            store_backoff: Backoff::exponential(
+                Duration::from_millis(100),
+                Duration::from_secs(10),
+            ),
         }
     }
 }
@@ -123,10 +126,14 @@ impl Relay {
             return Err(Error::Config("relay batch_size must be at least 1".into()));
         }
         if config.max_attempts == 0 {
-            return Err(Error::Config("relay max_attempts must be at least 1".into()));
+            return Err(Error::Config(
+                "relay max_attempts must be at least 1".into(),
+            ));
         }
         if config.lease_for.is_zero() {
-            return Err(Error::Config("relay lease_for must be longer than zero".into()));
+            return Err(Error::Config(
+                "relay lease_for must be longer than zero".into(),
+            ));
         }
         self.config = config;
         Ok(self)
@@ -228,8 +235,10 @@ impl Relay {
                         let retry_in = self.config.backoff.delay(attempts - 1);
                         debug!(id = %lease.id, attempts, ?retry_in, error = %text, "publish failed; rescheduled");
                         round.rescheduled += 1;
-                        self.with_store(|| self.outbox.reschedule(&lease, attempts, retry_in, &text))
-                            .await?
+                        self.with_store(|| {
+                            self.outbox.reschedule(&lease, attempts, retry_in, &text)
+                        })
+                        .await?
                     } else {
                         let reason = if error.is_retryable() {
                             format!("gave up after {attempts} attempts: {text}")
@@ -256,10 +265,13 @@ impl Relay {
         }
 
         let c = &self.counters;
-        c.published.fetch_add(round.published as u64, Ordering::Relaxed);
-        c.rescheduled.fetch_add(round.rescheduled as u64, Ordering::Relaxed);
+        c.published
+            .fetch_add(round.published as u64, Ordering::Relaxed);
+        c.rescheduled
+            .fetch_add(round.rescheduled as u64, Ordering::Relaxed);
         c.parked.fetch_add(round.parked as u64, Ordering::Relaxed);
-        c.lost_leases.fetch_add(round.lost_leases as u64, Ordering::Relaxed);
+        c.lost_leases
+            .fetch_add(round.lost_leases as u64, Ordering::Relaxed);
         Ok(round)
     }
 

@@ -1,0 +1,447 @@
+//! `zerolost demo`: enqueue → relay → broker → consumer → reconcile, under seeded faults.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use zerolost_core::memory::{FaultConfig, FaultCounts};
+use zerolost_core::{CountView, Error};
+use zerolost_testkit::scenario::{Progress, ScenarioConfig, ScenarioOutcome, run_memory};
+
+/// Where messages travel. More backends arrive with their crates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendKind {
+    /// In-process broker with at-least-once delivery (no servers).
+    Memory,
+}
+
+/// Where the outbox lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// In-process outbox.
+    Memory,
+}
+
+/// Where processed ids are remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DedupeKind {
+    /// In-process dedupe store.
+    Memory,
+}
+
+/// How many faults to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultLevel {
+    /// No faults.
+    None,
+    /// A steady trickle of every kind.
+    Default,
+    /// Many faults of every kind.
+    Heavy,
+}
+
+/// Arguments of `zerolost demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Messages to produce.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    messages: u64,
+    /// Seed of the fault schedule (a random one is chosen and printed when omitted).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fault level.
+    #[arg(long, value_enum, default_value_t = FaultLevel::Default)]
+    faults: FaultLevel,
+    /// Broker backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Memory)]
+    backend: BackendKind,
+    /// Outbox store.
+    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    store: StoreKind,
+    /// Dedupe store.
+    #[arg(long, value_enum, default_value_t = DedupeKind::Memory)]
+    dedupe: DedupeKind,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `--json` output. Field names are a contract: add fields, never rename.
+#[derive(Debug, Serialize)]
+struct DemoReport {
+    backend: BackendKind,
+    store: StoreKind,
+    dedupe: DedupeKind,
+    messages: u64,
+    published: usize,
+    processed: usize,
+    dead_lettered: usize,
+    parked: usize,
+    lost: usize,
+    duplicate_effects: u64,
+    faults_injected: u64,
+    elapsed_s: f64,
+    seed: u64,
+    fault_level: FaultLevel,
+    faults: FaultCounts,
+    duplicates_suppressed: u64,
+    relay_restarts: u64,
+    broker_stored: usize,
+    counts: CountView,
+    lost_ids: Vec<String>,
+    unexpected_dead_letters: usize,
+    unexpected_parked: usize,
+    timed_out: bool,
+    ok: bool,
+}
+
+impl DemoReport {
+    fn new(args: &DemoArgs, seed: u64, o: &ScenarioOutcome) -> Self {
+        let v = &o.verdict;
+        Self {
+            backend: args.backend,
+            store: args.store,
+            dedupe: args.dedupe,
+            messages: args.messages,
+            published: o.reconcile.published,
+            processed: v.processed,
+            dead_lettered: v.dead_lettered,
+            parked: v.parked,
+            lost: v.lost.len(),
+            duplicate_effects: v.duplicate_effects,
+            faults_injected: o.faults.total(),
+            elapsed_s: (o.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            seed,
+            fault_level: args.faults,
+            faults: o.faults.clone(),
+            duplicates_suppressed: o.consumer.duplicates,
+            relay_restarts: o.relay_restarts,
+            broker_stored: o.broker_stored,
+            counts: o.reconcile.counts,
+            lost_ids: v.lost.iter().take(100).map(ToString::to_string).collect(),
+            unexpected_dead_letters: v.unexpected_dead_letters.len()
+                + v.poison_not_dead_lettered.len(),
+            unexpected_parked: v.unexpected_parked.len() + v.unsendable_not_parked.len(),
+            timed_out: o.timed_out,
+            ok: v.is_clean() && !o.timed_out && o.leased_after_shutdown == 0,
+        }
+    }
+}
+
+/// Runs the demo; exit code 1 when anything was lost or applied twice.
+pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    let faults = match args.faults {
+        FaultLevel::None => FaultConfig::none().with_seed(seed),
+        FaultLevel::Default => FaultConfig::light(seed),
+        FaultLevel::Heavy => FaultConfig::heavy(seed),
+    };
+    let messages = usize::try_from(args.messages)
+        .map_err(|_| Error::Config("--messages is too large for this machine".into()))?;
+    let config = ScenarioConfig::demo(messages, faults);
+    if !args.json {
+        println!(
+            "zerolost demo: {} messages, backend {}, store {}, dedupe {}, faults {}, seed {seed}",
+            args.messages,
+            name(args.backend),
+            name(args.store),
+            name(args.dedupe),
+            name(args.faults)
+        );
+        println!(
+            "replay with: zerolost demo --messages {} --faults {} --seed {seed}",
+            args.messages,
+            name(args.faults)
+        );
+    }
+    let progress = Arc::new(Progress::default());
+    let bars = Bars::new(args.messages, !args.json && std::io::stdout().is_terminal());
+    let ticker = {
+        let (progress, bars) = (progress.clone(), bars.clone());
+        tokio::spawn(async move {
+            loop {
+                bars.update(&progress);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let outcome = run_memory(&config, progress.clone()).await;
+    ticker.abort();
+    bars.update(&progress);
+    bars.finish();
+    let outcome = outcome?;
+    let report = DemoReport::new(&args, seed, &outcome);
+    if args.json {
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::backend("writing the JSON report", false, e))?;
+        println!("{json}");
+    } else {
+        print_table(&report, &outcome);
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The value's name as typed on the command line.
+fn name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()))
+        .unwrap_or(1)
+}
+
+fn print_table(r: &DemoReport, o: &ScenarioOutcome) {
+    let f = &r.faults;
+    let rows = [
+        (
+            "produced",
+            r.messages.to_string(),
+            "produced",
+            r.counts.produced.to_string(),
+        ),
+        (
+            "published (confirmed)",
+            r.published.to_string(),
+            "published",
+            r.counts.published.to_string(),
+        ),
+        (
+            "processed once",
+            r.processed.to_string(),
+            "consumed",
+            r.counts.consumed.to_string(),
+        ),
+        (
+            "dead-lettered (poison)",
+            r.dead_lettered.to_string(),
+            "producer→broker gap",
+            r.counts.producer_to_broker_gap.to_string(),
+        ),
+        (
+            "parked (unsendable)",
+            r.parked.to_string(),
+            "broker→consumer gap",
+            r.counts.broker_to_consumer_gap.to_string(),
+        ),
+        (
+            "lost",
+            r.lost.to_string(),
+            "stored by broker (copies)",
+            r.broker_stored.to_string(),
+        ),
+        (
+            "duplicate effects",
+            r.duplicate_effects.to_string(),
+            "",
+            String::new(),
+        ),
+        (
+            "duplicates suppressed",
+            r.duplicates_suppressed.to_string(),
+            "",
+            String::new(),
+        ),
+    ];
+    println!();
+    println!(
+        "{:<26}{:>10}    {:<28}{:>10}",
+        "by message id", "", "article's count view", ""
+    );
+    for (a, av, b, bv) in rows {
+        println!("{a:<26}{av:>10}    {b:<28}{bv:>10}");
+    }
+    println!();
+    println!(
+        "faults injected: {} (publish failed {}, lost confirm {}, confirm timeout {}, crash before ack {}, dedupe outage {}, relay crash {}; relays restarted {})",
+        r.faults_injected,
+        f.publish_failed,
+        f.lost_confirm,
+        f.confirm_timeout,
+        f.crash_before_ack,
+        f.dedupe_outage,
+        f.relay_crash,
+        r.relay_restarts
+    );
+    println!(
+        "consumer: {} retried, {} deferred (claimed elsewhere), {} store errors held through, {} acks lost",
+        o.consumer.retried, o.consumer.deferred, o.consumer.store_errors, o.consumer.ack_errors
+    );
+    println!("elapsed: {:.2} s", r.elapsed_s);
+    if r.ok {
+        println!("verdict: OK: nothing lost, nothing applied twice");
+    } else {
+        println!(
+            "verdict: FAILED: {} lost, {} duplicate effects, {} unexpected DLQ, {} unexpected parked{}",
+            r.lost,
+            r.duplicate_effects,
+            r.unexpected_dead_letters,
+            r.unexpected_parked,
+            if r.timed_out { ", timed out" } else { "" }
+        );
+        for id in &r.lost_ids {
+            println!("  lost: {id}");
+        }
+    }
+}
+
+/// Progress bars per stage, hidden when stdout is not a terminal.
+#[derive(Clone)]
+struct Bars {
+    enqueued: ProgressBar,
+    published: ProgressBar,
+    finished: ProgressBar,
+}
+
+impl Bars {
+    fn new(total: u64, visible: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let style =
+            ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos:>8}/{len} {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        let bar = |name: &'static str| {
+            let bar = multi.add(ProgressBar::new(total));
+            bar.set_style(style.clone());
+            bar.set_prefix(name);
+            bar
+        };
+        Self {
+            enqueued: bar("enqueued"),
+            published: bar("published"),
+            finished: bar("consumed"),
+        }
+    }
+
+    fn update(&self, p: &Progress) {
+        self.enqueued
+            .set_position(p.enqueued.load(Ordering::Relaxed));
+        self.published
+            .set_position(p.published.load(Ordering::Relaxed));
+        self.finished
+            .set_position(p.finished.load(Ordering::Relaxed));
+    }
+
+    fn finish(&self) {
+        self.enqueued.finish();
+        self.published.finish();
+        self.finished.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerolost_core::{ConsumerTotals, MessageId, ReconcileReport};
+    use zerolost_testkit::Verdict;
+
+    fn outcome(verdict: Verdict) -> ScenarioOutcome {
+        ScenarioOutcome {
+            verdict,
+            faults: FaultCounts::default(),
+            relay_restarts: 0,
+            consumer: ConsumerTotals::default(),
+            broker_stored: 0,
+            reconcile: ReconcileReport {
+                taken_at: chrono_now(),
+                produced: 0,
+                pending: 0,
+                published: 0,
+                parked: Vec::new(),
+                processed: 0,
+                dead_lettered: Vec::new(),
+                missing: Vec::new(),
+                in_flight: 0,
+                unknown: Vec::new(),
+                duplicates_suppressed: 0,
+                counts: CountView {
+                    produced: 0,
+                    published: 0,
+                    consumed: 0,
+                    producer_to_broker_gap: 0,
+                    broker_to_consumer_gap: 0,
+                },
+            },
+            leased_after_shutdown: 0,
+            elapsed: Duration::from_millis(1500),
+            timed_out: false,
+        }
+    }
+
+    fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+
+    fn args() -> DemoArgs {
+        DemoArgs {
+            messages: 2,
+            seed: Some(1),
+            faults: FaultLevel::Default,
+            backend: BackendKind::Memory,
+            store: StoreKind::Memory,
+            dedupe: DedupeKind::Memory,
+            json: true,
+        }
+    }
+
+    #[test]
+    fn a_lost_or_doubled_message_fails_the_demo() {
+        let (a, b) = (MessageId::new(), MessageId::new());
+        let clean = Verdict::compute(
+            &[a, b],
+            &[(a, 1), (b, 1)].into(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        );
+        assert!(DemoReport::new(&args(), 1, &outcome(clean)).ok);
+
+        let lost = Verdict::compute(
+            &[a, b],
+            &[(a, 1)].into(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        );
+        let report = DemoReport::new(&args(), 1, &outcome(lost));
+        assert!(!report.ok);
+        assert_eq!(report.lost, 1);
+        assert_eq!(report.lost_ids, vec![b.to_string()]);
+
+        let doubled = Verdict::compute(
+            &[a, b],
+            &[(a, 1), (b, 2)].into(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+        );
+        let report = DemoReport::new(&args(), 1, &outcome(doubled));
+        assert!(!report.ok);
+        assert_eq!(report.duplicate_effects, 1);
+    }
+}

@@ -1,0 +1,62 @@
+//! The facade crate re-exports the core and the in-memory backend: the quickstart's flow
+//! through `zerolost::` paths only.
+
+use std::time::Duration;
+
+use zerolost::memory::{MemoryBroker, MemoryDedupe, MemoryOutbox};
+use zerolost::{
+    CancellationToken, Consumer, DeadLetterPublisher, Envelope, Reconciler, Relay, handler_fn,
+};
+
+#[tokio::test]
+async fn the_pipeline_through_the_facade() {
+    let broker = MemoryBroker::new();
+    broker.declare("orders");
+    broker.declare("orders.dlq");
+    let outbox = MemoryOutbox::new();
+    let orders: Vec<Envelope> = (0..20)
+        .map(|n| Envelope::new("orders", format!("{n}")))
+        .collect();
+    outbox.enqueue_batch(&orders).unwrap();
+    assert_eq!(
+        Relay::new(outbox.clone(), broker.publisher())
+            .run_once()
+            .await
+            .unwrap()
+            .published,
+        20
+    );
+
+    let dedupe = MemoryDedupe::new();
+    let consumer = Consumer::new(
+        dedupe.clone(),
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(broker.publisher()),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        let subscriber = broker.subscribe("orders").unwrap();
+        async move { consumer.run(subscriber, stop).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while consumer.totals().processed < 20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("all 20 processed");
+    stop.cancel();
+    assert_eq!(task.await.unwrap().unwrap().processed, 20);
+
+    let report = Reconciler::new(outbox, dedupe)
+        .with_grace(Duration::ZERO)
+        .reconcile(None)
+        .await
+        .unwrap();
+    assert!(report.is_clean());
+    assert_eq!(
+        (report.produced, report.published, report.processed),
+        (20, 20, 20)
+    );
+}

@@ -1,0 +1,219 @@
+//! Pipeline behaviours that need a clock: leases expiring after a crash, and graceful
+//! shutdown. Run on tokio's paused clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use zerolost_core::memory::{MemoryBroker, MemoryDedupe, MemoryOutbox};
+use zerolost_core::{
+    CancellationToken, Claim, Consumer, ConsumerConfig, DeadLetterPublisher, DedupeStore, Envelope,
+    Error, OutboxStatus, OutboxStore, Publisher, Receipt, Relay, RelayConfig, handler_fn,
+};
+
+/// A consumer crashed after claiming a message (its claim is left behind): other consumers
+/// hand the message back until the claim's lease expires, then process it exactly once.
+#[tokio::test(start_paused = true)]
+async fn a_crashed_consumers_claim_expires_and_the_message_is_processed_once() {
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let dedupe = MemoryDedupe::new();
+    let env = Envelope::new("d", "x");
+    let lease = Duration::from_secs(30);
+    assert!(matches!(
+        dedupe.claim(env.id, lease).await.unwrap(),
+        Claim::Claimed(_)
+    ));
+    broker.publisher().publish(&env).await.unwrap();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let calls = calls.clone();
+        handler_fn(move |_: Envelope| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+    };
+    let consumer = Consumer::new(
+        dedupe.clone(),
+        handler,
+        DeadLetterPublisher::new(broker.publisher()),
+    )
+    .with_config(ConsumerConfig {
+        claim_lease: lease,
+        held_retry_delay: Duration::from_secs(1),
+        ..ConsumerConfig::default()
+    })
+    .unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop, sub) = (
+            consumer.clone(),
+            stop.clone(),
+            broker.subscribe("d").unwrap(),
+        );
+        async move { consumer.run(sub, stop).await }
+    });
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "held by the crashed consumer"
+    );
+    assert!(consumer.totals().deferred >= 5);
+
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "processed once the lease expired"
+    );
+    assert_eq!(consumer.totals().processed, 1);
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(broker.depth("d"), (0, 0));
+}
+
+/// A publisher whose confirms take a while.
+struct SlowPublisher {
+    inner: zerolost_core::memory::MemoryPublisher,
+    delay: Duration,
+}
+
+#[async_trait]
+impl Publisher for SlowPublisher {
+    async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.publish(envelope).await
+    }
+}
+
+/// Shutdown during a round: the batch in flight is finished and marked; no lease stays held;
+/// rows never leased stay pending for the next relay.
+#[tokio::test(start_paused = true)]
+async fn relay_shutdown_finishes_the_round_and_holds_no_lease() {
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    let outbox = MemoryOutbox::new();
+    let envelopes: Vec<Envelope> = (0..30)
+        .map(|i| Envelope::new("d", format!("{i}")))
+        .collect();
+    outbox.enqueue_batch(&envelopes).unwrap();
+    let relay = Relay::new(
+        outbox.clone(),
+        SlowPublisher {
+            inner: broker.publisher(),
+            delay: Duration::from_secs(2),
+        },
+    )
+    .with_config(RelayConfig {
+        batch_size: 10,
+        ..RelayConfig::default()
+    })
+    .unwrap();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let stop = stop.clone();
+        async move { relay.run(stop).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(outbox.leased_now(), 10, "first batch in flight");
+    stop.cancel();
+    let totals = run.await.unwrap().unwrap();
+    assert_eq!(totals.published, 10, "the batch in flight was finished");
+    assert_eq!(outbox.leased_now(), 0, "no lease left behind");
+    assert_eq!(outbox.counts(), (20, 10, 0));
+    assert_eq!(broker.stored_ids("d").len(), 10);
+    let snapshot = outbox.snapshot(None).await.unwrap();
+    assert!(snapshot.entries.iter().all(|e| !e.leased));
+    assert_eq!(
+        snapshot
+            .entries
+            .iter()
+            .filter(|e| e.status == OutboxStatus::Published)
+            .count(),
+        10
+    );
+}
+
+/// Unsafe or impossible settings are refused with a message that says what to change.
+#[test]
+fn impossible_settings_are_refused() {
+    let err = Relay::new(MemoryOutbox::new(), MemoryBroker::new().publisher())
+        .with_config(RelayConfig {
+            batch_size: 0,
+            ..RelayConfig::default()
+        })
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("batch_size must be at least 1"),
+        "{err}"
+    );
+    let broker = MemoryBroker::new();
+    let err = Consumer::new(
+        MemoryDedupe::new(),
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(broker.publisher()),
+    )
+    .with_config(ConsumerConfig {
+        concurrency: 0,
+        ..ConsumerConfig::default()
+    })
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("concurrency must be at least 1"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+}
+
+/// The relay parks a row whose publish keeps failing, with the last error, after
+/// exactly `max_attempts`, waiting the backoff between attempts.
+#[tokio::test(start_paused = true)]
+async fn retries_follow_the_backoff_then_park() {
+    let outbox = MemoryOutbox::new();
+    let env = Envelope::new("missing-topic-that-times-out", "x");
+    outbox.enqueue(&env).unwrap();
+    struct Down;
+    #[async_trait]
+    impl Publisher for Down {
+        async fn publish(&self, _: &Envelope) -> Result<Receipt, Error> {
+            Err(Error::Timeout {
+                operation: "confirm".into(),
+                after: Duration::from_secs(5),
+            })
+        }
+    }
+    let relay = Relay::new(outbox.clone(), Down)
+        .with_config(RelayConfig {
+            max_attempts: 3,
+            backoff: zerolost_core::Backoff::article(),
+            ..RelayConfig::default()
+        })
+        .unwrap();
+    assert_eq!(relay.run_once().await.unwrap().rescheduled, 1);
+    assert_eq!(relay.run_once().await.unwrap().leased, 0, "waits 1 s");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(relay.run_once().await.unwrap().rescheduled, 1);
+    tokio::time::advance(Duration::from_millis(1999)).await;
+    assert_eq!(relay.run_once().await.unwrap().leased, 0, "waits 2 s");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(relay.run_once().await.unwrap().parked, 1);
+    let entry = outbox.snapshot(None).await.unwrap().entries.remove(0);
+    assert_eq!(entry.status, OutboxStatus::Parked);
+    assert_eq!(entry.attempts, 3);
+    assert!(
+        entry
+            .last_error
+            .unwrap()
+            .starts_with("gave up after 3 attempts: confirm timed out")
+    );
+}

@@ -364,34 +364,18 @@ mod tests {
             relay_restarts: 0,
             consumer: ConsumerTotals::default(),
             broker_stored: 0,
-            reconcile: ReconcileReport {
-                taken_at: chrono_now(),
-                produced: 0,
-                pending: 0,
-                published: 0,
-                parked: Vec::new(),
-                processed: 0,
-                dead_lettered: Vec::new(),
-                missing: Vec::new(),
-                in_flight: 0,
-                unknown: Vec::new(),
-                duplicates_suppressed: 0,
-                counts: CountView {
-                    produced: 0,
-                    published: 0,
-                    consumed: 0,
-                    producer_to_broker_gap: 0,
-                    broker_to_consumer_gap: 0,
-                },
-            },
+            reconcile: ReconcileReport::default(),
             leased_after_shutdown: 0,
             elapsed: Duration::from_millis(1500),
             timed_out: false,
         }
     }
 
-    fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-        chrono::Utc::now()
+    /// The verdict of a run that produced `produced` and applied `effects`.
+    fn verdict(produced: &[MessageId], effects: &[(MessageId, u32)]) -> Verdict {
+        let none = Default::default();
+        let effects = effects.iter().copied().collect();
+        Verdict::compute(produced, &effects, &none, &none, &none, &none)
     }
 
     fn args() -> DemoArgs {
@@ -409,38 +393,14 @@ mod tests {
     #[test]
     fn a_lost_or_doubled_message_fails_the_demo() {
         let (a, b) = (MessageId::new(), MessageId::new());
-        let clean = Verdict::compute(
-            &[a, b],
-            &[(a, 1), (b, 1)].into(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-        );
-        assert!(DemoReport::new(&args(), 1, &outcome(clean)).ok);
+        assert!(DemoReport::new(&args(), 1, &outcome(verdict(&[a, b], &[(a, 1), (b, 1)]))).ok);
 
-        let lost = Verdict::compute(
-            &[a, b],
-            &[(a, 1)].into(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-        );
-        let report = DemoReport::new(&args(), 1, &outcome(lost));
+        let report = DemoReport::new(&args(), 1, &outcome(verdict(&[a, b], &[(a, 1)])));
         assert!(!report.ok);
         assert_eq!(report.lost, 1);
         assert_eq!(report.lost_ids, vec![b.to_string()]);
 
-        let doubled = Verdict::compute(
-            &[a, b],
-            &[(a, 1), (b, 2)].into(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-        );
-        let report = DemoReport::new(&args(), 1, &outcome(doubled));
+        let report = DemoReport::new(&args(), 1, &outcome(verdict(&[a, b], &[(a, 1), (b, 2)])));
         assert!(!report.ok);
         assert_eq!(report.duplicate_effects, 1);
     }

@@ -194,26 +194,28 @@ pub async fn confirmed_round_trip(backend: &dyn Backend) {
     assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
 }
 
-/// A delivery dropped without ack comes back (redelivered).
-pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
+/// How a test gives a delivery back without acknowledging it.
+enum GiveBack {
+    Drop,
+    Nack,
+}
+
+/// Publishes one message, receives it, gives it back, and checks it comes back marked as
+/// a redelivery; acks it; nothing more arrives.
+async fn comes_back_after(backend: &dyn Backend, give_back: GiveBack) {
     let dest = ok(backend.destination().await, "destination");
-    let env = Envelope::new(&dest, "drop me");
-    ok(
-        ok(backend.publisher().await, "publisher")
-            .publish(&env)
-            .await,
-        "publish",
-    );
+    let env = Envelope::new(&dest, "give me back");
+    let publisher = ok(backend.publisher().await, "publisher");
+    ok(publisher.publish(&env).await, "publish");
     let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
     let first = receive(sub.as_mut(), backend.patience()).await;
     assert_eq!(id_of(&first.message), env.id);
-    drop(first);
+    match give_back {
+        GiveBack::Drop => drop(first),
+        GiveBack::Nack => ok(first.nack(true).await, "nack"),
+    }
     let again = receive(sub.as_mut(), backend.patience()).await;
-    assert_eq!(
-        id_of(&again.message),
-        env.id,
-        "the dropped message must come back"
-    );
+    assert_eq!(id_of(&again.message), env.id, "the message must come back");
     assert!(
         again.redelivered || again.delivery_count.is_some_and(|n| n >= 2),
         "a redelivery must say so: {again:?}"
@@ -222,23 +224,14 @@ pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
     assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
 }
 
+/// A delivery dropped without ack comes back (redelivered).
+pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
+    comes_back_after(backend, GiveBack::Drop).await;
+}
+
 /// `nack(requeue = true)` brings the message back.
 pub async fn nack_requeue_redelivers(backend: &dyn Backend) {
-    let dest = ok(backend.destination().await, "destination");
-    let env = Envelope::new(&dest, "nack me");
-    ok(
-        ok(backend.publisher().await, "publisher")
-            .publish(&env)
-            .await,
-        "publish",
-    );
-    let mut sub = ok(backend.subscriber(&dest).await, "subscribe");
-    let first = receive(sub.as_mut(), backend.patience()).await;
-    ok(first.nack(true).await, "nack");
-    let again = receive(sub.as_mut(), backend.patience()).await;
-    assert_eq!(id_of(&again.message), env.id);
-    ok(again.ack().await, "ack");
-    assert_no_more(sub.as_mut(), Duration::from_millis(500)).await;
+    comes_back_after(backend, GiveBack::Nack).await;
 }
 
 async fn dead_letter_case(backend: &dyn Backend, stores: &dyn Stores, permanent: bool) {

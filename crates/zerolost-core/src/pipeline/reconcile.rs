@@ -22,7 +22,7 @@ pub struct ParkedMessage {
 
 /// The source article's count-based view: equal counts can hide one loss plus one
 /// duplicate, which is why the verdict comes from ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CountView {
     /// Rows in the outbox.
     pub produced: usize,
@@ -37,7 +37,7 @@ pub struct CountView {
 }
 
 /// What reconciliation found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ReconcileReport {
     /// The outbox store's clock at the snapshot.
     pub taken_at: DateTime<Utc>,
@@ -123,22 +123,8 @@ impl Reconciler {
         let mut report = ReconcileReport {
             taken_at: outbox.taken_at,
             produced: outbox.entries.len(),
-            pending: 0,
-            published: 0,
-            parked: Vec::new(),
-            processed: 0,
-            dead_lettered: Vec::new(),
-            missing: Vec::new(),
-            in_flight: 0,
-            unknown: Vec::new(),
             duplicates_suppressed,
-            counts: CountView {
-                produced: 0,
-                published: 0,
-                consumed: 0,
-                producer_to_broker_gap: 0,
-                broker_to_consumer_gap: 0,
-            },
+            ..ReconcileReport::default()
         };
         let mut known = HashSet::with_capacity(outbox.entries.len());
         for entry in &outbox.entries {

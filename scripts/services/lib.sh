@@ -1,0 +1,62 @@
+# Shared helpers of the service scripts. Sourced, not run.
+# State (data directories, logs, pid files) lives in $ZEROLOST_STATE_DIR, by default
+# /var/tmp/zerolost, so every clone on the machine shares one set of servers.
+set -euo pipefail
+
+STATE_DIR="${ZEROLOST_STATE_DIR:-/var/tmp/zerolost}"
+mkdir -p "$STATE_DIR"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[zerolost services] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $* (install it by hand, or run as root)"; fi
+}
+
+# Runs a command as a system user when we are root (servers refuse to run as root),
+# as ourselves otherwise.
+as_user() {
+  local user=$1; shift
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi
+}
+
+# Installs Debian packages that are missing; `apt-get update` at most once per boot.
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local stamp=/tmp/.zerolost-apt-updated
+  if [ ! -f "$stamp" ]; then
+    log "apt-get update"
+    as_root apt-get update -qq >/dev/null
+    touch "$stamp"
+  fi
+  log "installing ${missing[*]}"
+  # Keep package scripts from starting the distribution's own service instances.
+  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+  as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  as_root rm -f /usr/sbin/policy-rc.d
+}
+
+# wait_until SECONDS WHAT CMD...: polls CMD every 0.2 s.
+wait_until() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$what did not come up within ${seconds}s"
+    sleep 0.2
+  done
+}
+
+# Sends SIGKILL to the process in a pid file (for chaos tests).
+kill_pidfile() {
+  local pidfile=$1
+  [ -f "$pidfile" ] || return 0
+  local pid; pid=$(head -n1 "$pidfile")
+  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+usage() { echo "usage: $0 start|stop|restart|kill|status|url" >&2; exit 2; }

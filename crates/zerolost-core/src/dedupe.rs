@@ -75,7 +75,8 @@ pub struct FailureRecord {
 pub trait DedupeStore: Send + Sync {
     /// Tries to claim `id` for `lease`.
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error>;
-    /// Marks the claimed message done; `Err(LeaseLost)` if the claim is no longer the caller's.
+    /// Marks the claimed message done; `Err(LeaseLost)` if the claim is no longer the
+    /// caller's. Completing again with the same token and outcome is a no-op (`Ok`).
     async fn complete(
         &self,
         token: &ClaimToken,

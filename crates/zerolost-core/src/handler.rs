@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::{Envelope, HandlerError};
+use crate::{ClaimToken, Envelope, HandlerError};
 
 /// The application's work for one message. Called at most once per message id with
 /// effect (the consumer claims the id first); return [`HandlerError::Retryable`] for
@@ -14,12 +14,33 @@ use crate::{Envelope, HandlerError};
 pub trait Handler: Send + Sync {
     /// Processes one message.
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError>;
+
+    /// Processes one message the consumer has claimed. The default calls
+    /// [`handle`](Handler::handle); a transactional handler overrides it to complete the
+    /// claim inside its own database transaction, so the effect and the processed mark
+    /// commit together (completing again with the same token is a no-op).
+    async fn handle_claimed(
+        &self,
+        envelope: &Envelope,
+        claim: &ClaimToken,
+    ) -> Result<(), HandlerError> {
+        let _ = claim;
+        self.handle(envelope).await
+    }
 }
 
 #[async_trait]
 impl<T: Handler + ?Sized> Handler for Arc<T> {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         (**self).handle(envelope).await
+    }
+
+    async fn handle_claimed(
+        &self,
+        envelope: &Envelope,
+        claim: &ClaimToken,
+    ) -> Result<(), HandlerError> {
+        (**self).handle_claimed(envelope, claim).await
     }
 }
 

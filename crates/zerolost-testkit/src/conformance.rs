@@ -726,6 +726,10 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
         store.complete(&live, Outcome::Processed, hour).await,
         "complete",
     );
+    ok(
+        store.complete(&live, Outcome::Processed, hour).await,
+        "completing again with the same token is a no-op",
+    );
     assert_eq!(
         ok(store.claim(id, short).await, "claim"),
         Claim::AlreadyProcessed(Outcome::Processed)

@@ -25,6 +25,7 @@ enum Mark {
         outcome: Outcome,
         at: DateTime<Utc>,
         until: Instant,
+        token: ClaimToken,
     },
 }
 
@@ -147,10 +148,16 @@ impl DedupeStore for MemoryDedupe {
                         outcome,
                         at,
                         until: now + keep_for,
+                        token: token.clone(),
                     };
                     entry.failures = None;
                     Ok(())
                 }
+                Mark::Done {
+                    outcome: done,
+                    token: held,
+                    ..
+                } if held == token && *done == outcome => Ok(()),
                 _ => Err(Error::LeaseLost { id: token.id }),
             }
         })
@@ -211,7 +218,9 @@ impl ConsumerLedger for MemoryDedupe {
             .entries
             .iter()
             .filter_map(|(id, entry)| match entry.mark {
-                Mark::Done { outcome, at, until } if until > now => Some(ProcessedEntry {
+                Mark::Done {
+                    outcome, at, until, ..
+                } if until > now => Some(ProcessedEntry {
                     id: *id,
                     outcome,
                     at,

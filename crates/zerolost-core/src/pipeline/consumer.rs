@@ -327,7 +327,7 @@ impl Consumer {
             Err(stopped) => return self.abandon(delivery, id, stopped),
         };
 
-        let result = AssertUnwindSafe(self.inner.handler.handle(&envelope))
+        let result = AssertUnwindSafe(self.inner.handler.handle_claimed(&envelope, &token))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| Err(HandlerError::retryable("the handler panicked")));

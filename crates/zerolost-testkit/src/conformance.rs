@@ -552,6 +552,11 @@ pub async fn reconciler_finds_and_repairs_missing(backend: &dyn Backend, stores:
     .await;
     eventually(backend.patience(), "4 messages processed", || async {
         handler.effects().distinct() == 4
+            && dedupe
+                .ledger
+                .finished(None)
+                .await
+                .is_ok_and(|s| s.entries.len() == 4)
     })
     .await;
     let reconciler =
@@ -948,6 +953,14 @@ pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
 /// ```text
 /// zerolost_testkit::conformance_suite!(async { MyBackend::connect().await }, async { MyStores::new() });
 /// ```
+///
+/// For stores alone (an outbox and dedupe store over the in-memory broker), `$stores`
+/// yields an `Option` (`None` = service unreachable, test skipped; see
+/// [`require_service`](crate::require_service)):
+///
+/// ```text
+/// zerolost_testkit::conformance_suite!(stores: async { PgStores::connect().await });
+/// ```
 #[macro_export]
 macro_rules! conformance_suite {
     ($backend:expr, $stores:expr) => {
@@ -961,6 +974,30 @@ macro_rules! conformance_suite {
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down);
     };
+    (stores: $stores:expr) => {
+        $crate::conformance_suite!(@stores_opt $stores;
+            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened);
+        $crate::conformance_suite!(@both_opt $stores;
+            poison_dead_lettered_after_max_attempts, permanent_failure_dead_lettered_at_once,
+            redelivery_is_deduplicated, racing_consumers_apply_once, relay_retries_then_parks,
+            unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
+            missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down);
+    };
+    (@stores_opt $stores:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(stores) = $stores.await else { return };
+            $crate::conformance::$name(&stores).await;
+        }
+    )*};
+    (@both_opt $stores:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(stores) = $stores.await else { return };
+            let backend = $crate::MemoryBackend::new();
+            $crate::conformance::$name(&backend, &stores).await;
+        }
+    )*};
     (@stores $stores:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $name() {

@@ -24,11 +24,44 @@ pub use backend::{
     Backend, DeadLetter, DedupeHandle, Enqueue, MemoryBackend, MemoryStores, OutboxHandle, Stores,
 };
 pub use handler::{EffectLog, RecordingHandler};
-pub use publishers::{FlakyPublisher, LossyPublisher, SwitchableDedupe};
+pub use publishers::{FlakyPublisher, LossyPublisher, RecordingPublisher, SwitchableDedupe};
 pub use verdict::Verdict;
 
 /// Whether tests must fail (not skip) when a server they need is missing:
 /// `ZEROLOST_REQUIRE_SERVICES=1`, as CI sets it.
 pub fn services_required() -> bool {
     std::env::var("ZEROLOST_REQUIRE_SERVICES").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The address of a service from `var`, else `default` (a loopback address the project's
+/// `scripts/services/` use).
+pub fn service_url(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// What a test does when a server it needs cannot be reached: with
+/// [`services_required`] it fails; otherwise it prints a loud SKIP and gets `None`.
+///
+/// ```
+/// let connected: Result<u32, String> = Err("connection refused".into());
+/// # if zerolost_testkit::services_required() { return; }
+/// assert!(zerolost_testkit::require_service("postgres", connected).is_none());
+/// ```
+pub fn require_service<T, E: std::fmt::Display>(service: &str, result: Result<T, E>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(e) if services_required() => {
+            panic!("{service} is required (ZEROLOST_REQUIRE_SERVICES=1) but unreachable: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n*** SKIPPED: {service} is unreachable ({e}).\n*** Start it with scripts/services/up.sh, \
+                 or set ZEROLOST_REQUIRE_SERVICES=1 to make this a failure.\n"
+            );
+            None
+        }
+    }
 }

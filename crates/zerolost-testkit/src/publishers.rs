@@ -153,3 +153,64 @@ impl<D: DedupeStore> DedupeStore for SwitchableDedupe<D> {
         self.inner.record_failure(id, error).await
     }
 }
+
+/// A confirmed publisher that stores nothing and records how often each id was
+/// published (for relay tests and store benchmarks: the broker costs nothing).
+#[derive(Clone, Default)]
+pub struct RecordingPublisher {
+    published: std::sync::Arc<Mutex<HashMap<MessageId, u32>>>,
+    max_payload: Option<usize>,
+}
+
+impl RecordingPublisher {
+    /// A publisher that accepts everything.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rejects (permanently) payloads larger than `bytes`, like a broker's size limit.
+    pub fn with_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = Some(bytes);
+        self
+    }
+
+    /// Publish counts by id.
+    pub fn counts(&self) -> HashMap<MessageId, u32> {
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Total publishes.
+    pub fn total(&self) -> u64 {
+        self.counts().values().map(|n| u64::from(*n)).sum()
+    }
+}
+
+#[async_trait]
+impl Publisher for RecordingPublisher {
+    async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
+        if let Some(max) = self.max_payload
+            && envelope.payload.len() > max
+        {
+            return Err(Error::Rejected {
+                reason: format!(
+                    "message of {} bytes exceeds the broker's limit of {max} bytes",
+                    envelope.payload.len()
+                ),
+            });
+        }
+        *self
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(envelope.id)
+            .or_default() += 1;
+        Ok(Receipt {
+            id: envelope.id,
+            destination: envelope.destination.clone(),
+            position: None,
+        })
+    }
+}

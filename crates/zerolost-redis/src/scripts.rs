@@ -1,0 +1,76 @@
+//! The Lua scripts: each runs atomically on the keys of one id, which share a hash tag so
+//! they live in one Redis Cluster slot.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Takes the claim (`SET NX PX` with a random token), then checks the processed mark a
+/// second time under the claim; a finished id gives the claim back.
+/// KEYS: lock, mark. ARGV: token, lease ms. Returns `{"claimed"}`, `{"held"}` or
+/// `{"done", mark}`.
+pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local mark = redis.call('GET', KEYS[2])
+if mark then return {'done', mark} end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'held'} end
+mark = redis.call('GET', KEYS[2])
+if mark then
+  redis.call('DEL', KEYS[1])
+  return {'done', mark}
+end
+return {'claimed'}
+"#,
+    )
+});
+
+/// Finishes the claim if the token still holds it: writes the mark with its TTL, drops
+/// the claim and the failure counter. Completing again with the same token and outcome is
+/// a no-op success.
+/// KEYS: lock, mark, failures. ARGV: token, mark value, keep ms, outcome.
+/// Returns 1 on success, 0 when the claim is lost.
+pub(crate) static COMPLETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1], KEYS[3])
+  return 1
+end
+local mark = redis.call('GET', KEYS[2])
+if mark then
+  local outcome, token = string.match(mark, '^(%a[%a_]*)|([^|]+)|')
+  if outcome == ARGV[4] and token == ARGV[1] then return 1 end
+end
+return 0
+"#,
+    )
+});
+
+/// Drops the claim if the token still holds it. KEYS: lock. ARGV: token. Returns 1 or 0.
+pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// Counts a failure and refreshes the counter's TTL.
+/// KEYS: failures. ARGV: now ms, error, ttl ms. Returns the hash as a flat list.
+pub(crate) static RECORD_FAILURE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSETNX', KEYS[1], 'first_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'last_at', ARGV[1], 'last_error', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('HGETALL', KEYS[1])
+"#,
+    )
+});

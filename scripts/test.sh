@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it: start the real services the
-# backends need (scripts/services/up.sh, once it exists), then every test in the workspace.
+# backends need (scripts/services/up.sh: PostgreSQL, MariaDB, Redis), then every test in the
+# workspace with every feature on.
 # With ZEROLOST_REQUIRE_SERVICES=1 (CI) a test whose server is missing fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +10,4 @@ if [ -x scripts/services/up.sh ]; then
   scripts/services/up.sh
 fi
 
-cargo test --workspace "$@"
+cargo test --workspace --all-features "$@"

@@ -5,3 +5,12 @@
 #![warn(missing_docs)]
 
 pub use zerolost_core::*;
+
+/// The SQL outbox and inbox (PostgreSQL, MySQL/MariaDB, SQLite): features `postgres`,
+/// `mysql`, `sqlite`.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub use zerolost_sqlx as sql;
+
+/// The Redis dedupe store: feature `redis`.
+#[cfg(feature = "redis")]
+pub use zerolost_redis as redis;

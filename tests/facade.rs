@@ -60,3 +60,27 @@ async fn the_pipeline_through_the_facade() {
         (20, 20, 20)
     );
 }
+
+/// With feature `sqlite`, the SQL stores are reachable as `zerolost::sql`.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn the_sqlite_outbox_through_the_facade() {
+    use zerolost::OutboxStore;
+    use zerolost::sql::{SqliteStore, Tables};
+    let file = std::env::temp_dir().join(format!("zerolost-facade-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let store = SqliteStore::connect(&format!("sqlite://{}", file.display()), Tables::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let mut tx = store.pool().begin().await.unwrap();
+    let order = Envelope::new("orders", "paid");
+    store.outbox().enqueue(&mut tx, &order).await.unwrap();
+    tx.commit().await.unwrap();
+    let leased = store
+        .outbox()
+        .lease(10, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(leased[0].envelope.id, order.id);
+}

@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use zerolost_core::memory::{FaultConfig, FaultCounts};
 use zerolost_core::{CountView, Error};
-use zerolost_testkit::scenario::{Progress, ScenarioConfig, ScenarioOutcome, run_memory};
+use zerolost_testkit::scenario::{self, Progress, ScenarioConfig, ScenarioOutcome};
 
 /// Where messages travel. More backends arrive with their crates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -27,14 +27,18 @@ pub enum BackendKind {
 pub enum StoreKind {
     /// In-process outbox.
     Memory,
+    /// SQLite outbox table in the `--db` file (WAL, synchronous=FULL).
+    Sqlite,
 }
 
 /// Where processed ids are remembered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DedupeKind {
-    /// In-process dedupe store.
+    /// In-process dedupe store (takes the injected dedupe outages).
     Memory,
+    /// SQLite inbox table in the `--db` file.
+    Sqlite,
 }
 
 /// How many faults to inject.
@@ -65,11 +69,14 @@ pub struct DemoArgs {
     #[arg(long, value_enum, default_value_t = BackendKind::Memory)]
     backend: BackendKind,
     /// Outbox store.
-    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
     /// Dedupe store.
-    #[arg(long, value_enum, default_value_t = DedupeKind::Memory)]
+    #[arg(long, value_enum, default_value_t = DedupeKind::Sqlite)]
     dedupe: DedupeKind,
+    /// SQLite database file for `--store sqlite` / `--dedupe sqlite` (recreated each run).
+    #[arg(long, default_value = ".zerolost/demo.sqlite")]
+    db: std::path::PathBuf,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -174,7 +181,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             }
         })
     };
-    let outcome = run_memory(&config, progress.clone()).await;
+    let stores = crate::stores::open(&args.db, args.store, args.dedupe).await?;
+    let outcome = scenario::run(&config, progress.clone(), move |faults| {
+        stores.build(faults)
+    })
+    .await;
     ticker.abort();
     bars.update(&progress);
     bars.finish();
@@ -386,6 +397,7 @@ mod tests {
             backend: BackendKind::Memory,
             store: StoreKind::Memory,
             dedupe: DedupeKind::Memory,
+            db: ".zerolost/demo.sqlite".into(),
             json: true,
         }
     }

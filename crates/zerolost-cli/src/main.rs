@@ -1,7 +1,9 @@
 //! `zerolost`: run the pipeline end to end (`demo`), and, in later releases, operate it
 //! (relay, doctor, dlq, reconcile, bench, chaos).
 
+mod bench;
 mod demo;
+mod stores;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ enum Command {
     /// Run the whole pipeline end to end under injected faults and reconcile by id
     /// (exit 1 if anything was lost or applied twice).
     Demo(demo::DemoArgs),
+    /// Measure the store cycle: SQL outbox enqueue and relay rows/s, Redis dedupe ops/s.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     };
     match result {
         Ok(code) => code,

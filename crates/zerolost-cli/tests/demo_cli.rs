@@ -2,10 +2,19 @@
 
 use std::process::Command;
 
+/// Runs `zerolost demo` with its SQLite file in a fresh temp path.
 fn demo(args: &[&str]) -> (i32, String, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let db = std::env::temp_dir().join(format!(
+        "zerolost-demo-test-{}-{}/demo.sqlite",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let output = Command::new(env!("CARGO_BIN_EXE_zerolost"))
         .arg("demo")
         .args(args)
+        .arg("--db")
+        .arg(&db)
         .output()
         .expect("run zerolost");
     (
@@ -82,4 +91,32 @@ fn bad_arguments_are_refused_clearly() {
     let (code, _, stderr) = demo(&["--backend", "carrier-pigeon"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("possible values: memory"), "{stderr}");
+}
+
+#[test]
+fn the_default_runs_on_sqlite_and_the_memory_stores_still_work() {
+    let (code, stdout, stderr) = demo(&["--messages", "400", "--seed", "3", "--json"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(report["store"], "sqlite");
+    assert_eq!(report["dedupe"], "sqlite");
+    assert_eq!(report["lost"], 0);
+    assert_eq!(report["duplicate_effects"], 0);
+    let (code, stdout, _) = demo(&[
+        "--messages",
+        "400",
+        "--seed",
+        "3",
+        "--store",
+        "memory",
+        "--dedupe",
+        "memory",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(
+        (report["store"].as_str(), report["lost"].as_u64()),
+        (Some("memory"), Some(0))
+    );
 }

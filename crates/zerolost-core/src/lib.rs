@@ -38,7 +38,7 @@ pub use error::{BoxError, Error, HandlerError, redact_url};
 pub use handler::{FnHandler, Handler, handler_fn};
 pub use id::MessageId;
 pub use id_extract::{IdExtractor, IdSource, MissingIdPolicy};
-pub use outbox::{Lease, OutboxEntry, OutboxRecord, OutboxStatus, OutboxStore};
+pub use outbox::{Lease, OutboxCounts, OutboxEntry, OutboxRecord, OutboxStatus, OutboxStore};
 pub use pipeline::{
     Consumer, ConsumerConfig, ConsumerTotals, CountView, Disposition, ParkedMessage,
     ReconcileReport, Reconciler, Relay, RelayConfig, RelayRound, RelayTotals,

@@ -96,6 +96,35 @@ pub trait OutboxStore: Send + Sync {
     async fn requeue(&self, ids: &[MessageId]) -> Result<usize, Error>;
     /// The rows created since `since` (all when `None`), for reconciliation.
     async fn snapshot(&self, since: Option<DateTime<Utc>>) -> Result<Snapshot<OutboxEntry>, Error>;
+
+    /// Rows by status, and how many hold a live lease (for progress and monitoring).
+    /// The default counts a full snapshot; stores override it with a cheaper query.
+    async fn counts(&self) -> Result<OutboxCounts, Error> {
+        let snapshot = self.snapshot(None).await?;
+        let mut counts = OutboxCounts::default();
+        for entry in &snapshot.entries {
+            match entry.status {
+                OutboxStatus::Pending => counts.pending += 1,
+                OutboxStatus::Published => counts.published += 1,
+                OutboxStatus::Parked => counts.parked += 1,
+            }
+            counts.leased += usize::from(entry.leased);
+        }
+        Ok(counts)
+    }
+}
+
+/// How many outbox rows are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxCounts {
+    /// Waiting to be published (leased or not).
+    pub pending: usize,
+    /// Confirmed by the broker.
+    pub published: usize,
+    /// Given up on, with a reason; waiting for a person or `requeue`.
+    pub parked: usize,
+    /// Pending rows under a live lease.
+    pub leased: usize,
 }
 
 #[async_trait]
@@ -126,5 +155,8 @@ impl<T: OutboxStore + ?Sized> OutboxStore for Arc<T> {
     }
     async fn snapshot(&self, since: Option<DateTime<Utc>>) -> Result<Snapshot<OutboxEntry>, Error> {
         (**self).snapshot(since).await
+    }
+    async fn counts(&self) -> Result<OutboxCounts, Error> {
+        (**self).counts().await
     }
 }

@@ -102,6 +102,7 @@ pub(crate) struct Statements {
     pub(crate) finished: String,
     pub(crate) finished_since: String,
     pub(crate) duplicates_total: String,
+    pub(crate) counts: String,
     pub(crate) purge_outbox: String,
     pub(crate) purge_inbox: String,
 }
@@ -119,33 +120,34 @@ impl Statements {
         let reclaimable = format!(
             "state = 0 OR (state = 1 AND claim_expires_at <= {now}) OR (state >= 2 AND keep_until <= {now})"
         );
+        // A lease writes only unindexed columns, so PostgreSQL can update the row in place
+        // (HOT); leased rows stay in the due index and are skipped by this filter.
+        let unleased = format!("(lease_expires_at IS NULL OR lease_expires_at <= {now})");
         let (lease, lease_stamp_prefix) = match dialect {
             Dialect::Postgres => (
                 format!(
                     "WITH due AS (SELECT id FROM {o} WHERE status = 0 AND next_attempt_at <= {now} \
-                     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                     UPDATE {o} AS o SET lease_token = $1, lease_expires_at = {now} + $2, \
-                     next_attempt_at = {now} + $3 FROM due WHERE o.id = due.id \
+                     AND {unleased} ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     UPDATE {o} AS o SET lease_token = $1, lease_expires_at = {now} + $2 \
+                     FROM due WHERE o.id = due.id \
                      RETURNING o.id, o.destination, o.msg_key, o.headers, o.payload, o.attempts, o.created_at"
                 ),
                 String::new(),
             ),
             Dialect::Sqlite => (
                 format!(
-                    "UPDATE {o} SET lease_token = ?, lease_expires_at = {now} + ?, next_attempt_at = {now} + ? \
+                    "UPDATE {o} SET lease_token = ?, lease_expires_at = {now} + ? \
                      WHERE id IN (SELECT id FROM {o} WHERE status = 0 AND next_attempt_at <= {now} \
-                     ORDER BY next_attempt_at LIMIT ?) RETURNING {RECORD_COLUMNS}"
+                     AND {unleased} ORDER BY next_attempt_at LIMIT ?) RETURNING {RECORD_COLUMNS}"
                 ),
                 String::new(),
             ),
             Dialect::MySql => (
                 format!(
                     "SELECT {RECORD_COLUMNS} FROM {o} WHERE status = 0 AND next_attempt_at <= {now} \
-                     ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED"
+                     AND {unleased} ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED"
                 ),
-                format!(
-                    "UPDATE {o} SET lease_token = ?, lease_expires_at = {now} + ?, next_attempt_at = {now} + ? WHERE id"
-                ),
+                format!("UPDATE {o} SET lease_token = ?, lease_expires_at = {now} + ? WHERE id"),
             ),
         };
         let (claim, claim_take, count_duplicate) = match dialect {
@@ -257,7 +259,7 @@ impl Statements {
                  lease_expires_at = NULL, last_error = NULL WHERE status = 0 AND lease_token = ? AND id"
             ),
             release_prefix: format!(
-                "UPDATE {o} SET next_attempt_at = {now}, lease_token = NULL, lease_expires_at = NULL \
+                "UPDATE {o} SET lease_token = NULL, lease_expires_at = NULL \
                  WHERE status = 0 AND lease_token = ? AND id"
             ),
             requeue_prefix: format!(
@@ -296,6 +298,10 @@ impl Statements {
                 "SELECT id, state, finished_at FROM {i} WHERE state >= 2 AND finished_at >= ?"
             )),
             duplicates_total,
+            counts: format!(
+                "SELECT status, COUNT(*) AS n, COUNT(CASE WHEN lease_expires_at > {now} THEN 1 END) AS leased \
+                 FROM {o} GROUP BY status"
+            ),
             purge_outbox,
             purge_inbox,
             outbox: o,

@@ -61,7 +61,6 @@ pub(crate) async fn db_lease(
         let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
         let stamp = sqlx::query(sqlx::AssertSqlSafe(sql.lease_stamp(ids.len())))
             .bind(token)
-            .bind(lease_ms)
             .bind(lease_ms);
         bind_ids(stamp, &ids).execute(&mut *tx).await?;
     }

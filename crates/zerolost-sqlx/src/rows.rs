@@ -176,3 +176,21 @@ pub(crate) fn failure_record(
         last_error: error.unwrap_or_default(),
     })
 }
+
+/// Outbox counts from `(status, rows, leased rows)` groups.
+pub(crate) fn counts(rows: &[(i16, i64, i64)]) -> zerolost_core::OutboxCounts {
+    let mut counts = zerolost_core::OutboxCounts::default();
+    for &(status, n, leased) in rows {
+        let n = usize::try_from(n).unwrap_or(0);
+        match status {
+            PENDING => {
+                counts.pending += n;
+                counts.leased += usize::try_from(leased).unwrap_or(0);
+            }
+            PUBLISHED => counts.published += n,
+            PARKED => counts.parked += n,
+            _ => {}
+        }
+    }
+    counts
+}

@@ -116,6 +116,12 @@ pub fn begin_error(error: sqlx::Error) -> zerolost_core::Error {
     .into()
 }
 
+/// The per-status row counts of an outbox: `(status, rows, leased rows)`.
+#[async_trait::async_trait]
+pub(crate) trait CountRows {
+    async fn count_rows(&self) -> Result<Vec<(i16, i64, i64)>, sqlx::Error>;
+}
+
 /// Implements the stores for one database. The invoking module provides the database's
 /// own pieces: `check_tables`, `connect_pool`, `bind_ids`, `db_lease`, `db_claim`.
 macro_rules! sql_backend {
@@ -179,6 +185,21 @@ macro_rules! sql_backend {
                     .run(&self.pool)
                     .await
                     .map_err(|e| zerolost_core::Error::from($crate::SqlError::Migrate(e)))
+            }
+
+            /// Drops zerolost's tables (outbox, inbox, migration history) and everything in
+            /// them: for tests and benchmarks, never for a store in use.
+            pub async fn drop_tables(&self) -> Result<(), zerolost_core::Error> {
+                let tables = &self.sql.tables;
+                let quote = if NAME == "mysql" { '`' } else { '"' };
+                for name in [tables.outbox_name(), tables.inbox_name(), tables.migrations_name()] {
+                    let sql = format!("DROP TABLE IF EXISTS {}", tables.qualified(&name, quote));
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_err("drop tables"))?;
+                }
+                Ok(())
             }
 
             /// The connection pool (begin the application's transactions here).
@@ -445,6 +466,28 @@ macro_rules! sql_backend {
                 entries.sort_by_key(|e| e.id);
                 Ok(zerolost_core::Snapshot { taken_at, entries })
             }
+
+            async fn counts(&self) -> Result<zerolost_core::OutboxCounts, zerolost_core::Error> {
+                let rows = $crate::store::CountRows::count_rows(self)
+                    .await
+                    .map_err(db_err("counts"))?;
+                Ok($crate::rows::counts(&rows))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::CountRows for $crate::SqlOutbox<$db> {
+            async fn count_rows(&self) -> Result<Vec<(i16, i64, i64)>, sqlx::Error> {
+                use sqlx::Row;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.counts.as_str()))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok((row.try_get("status")?, row.try_get("n")?, row.try_get("leased")?))
+                    })
+                    .collect()
+            }
         }
 
         /// Reads a leased row.
@@ -683,7 +726,6 @@ macro_rules! returning_ops {
         ) -> Result<Vec<LeasedRow>, sqlx::Error> {
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql.lease.as_str()))
                 .bind(token)
-                .bind(lease_ms)
                 .bind(lease_ms)
                 .bind(limit)
                 .fetch_all(pool)

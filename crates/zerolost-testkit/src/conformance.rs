@@ -823,6 +823,10 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
         "an id already in the outbox is refused"
     );
 
+    let first_two = ok(store.lease(2, long).await, "lease");
+    assert_eq!(first_two.len(), 2, "a lease takes at most `max` rows");
+    let leases: Vec<_> = first_two.iter().map(|r| r.lease.clone()).collect();
+    assert_eq!(ok(store.release(&leases).await, "release"), 2);
     let stale = ok(store.lease(10, short).await, "lease");
     assert_eq!(stale.len(), 3);
     assert_eq!(
@@ -906,6 +910,16 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
         Some("connection reset")
     );
     assert!(by_id[&flapping.envelope.id].leased);
+    assert_eq!(
+        ok(store.counts().await, "counts"),
+        zerolost_core::OutboxCounts {
+            pending: 1,
+            published: 1,
+            parked: 1,
+            leased: 1
+        },
+        "counts agree with the snapshot"
+    );
     let parked_row = by_id[&parked.envelope.id];
     assert_eq!(parked_row.status, OutboxStatus::Parked);
     assert_eq!(parked_row.last_error.as_deref(), Some("message too large"));

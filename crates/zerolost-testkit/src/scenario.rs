@@ -1,4 +1,5 @@
-//! End-to-end runs on the in-memory backend under seeded faults: a producer enqueues in
+//! End-to-end runs on the in-memory broker, over any outbox and dedupe store, under
+//! seeded faults: a producer enqueues in
 //! transactions, relays publish (and crash, and are restarted), consumers process with
 //! deduplication, and the verdict is computed by id. The property tests and
 //! `zerolost demo` both run this.
@@ -17,12 +18,40 @@ use zerolost_core::memory::{
     FaultConfig, FaultCounts, FaultInjector, MemoryBroker, MemoryDedupe, MemoryOutbox,
 };
 use zerolost_core::{
-    Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerTotals, DeadLetterPublisher,
-    Envelope, Error, MessageId, OutboxStatus, OutboxStore, ReconcileReport, Reconciler, Relay,
-    RelayConfig, default_dlq_name,
+    Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, ConsumerTotals,
+    DeadLetterPublisher, DedupeStore, Envelope, Error, MessageId, OutboxStatus, OutboxStore,
+    ReconcileReport, Reconciler, Relay, RelayConfig, default_dlq_name,
 };
 
-use crate::{DeadLetter, RecordingHandler, Verdict};
+use crate::{DeadLetter, Enqueue, RecordingHandler, Verdict};
+
+/// The outbox and dedupe store a scenario runs on (the broker is always the in-memory
+/// one, with its faults).
+#[derive(Clone)]
+pub struct ScenarioStores {
+    /// The outbox as the relays see it.
+    pub outbox: Arc<dyn OutboxStore>,
+    /// How the producer adds rows.
+    pub enqueue: Arc<dyn Enqueue>,
+    /// The consumers' dedupe store.
+    pub dedupe: Arc<dyn DedupeStore>,
+    /// Its ledger.
+    pub ledger: Arc<dyn ConsumerLedger>,
+}
+
+impl ScenarioStores {
+    /// In-memory stores; the dedupe store takes its outages from `faults`.
+    pub fn memory(faults: Arc<FaultInjector>) -> Self {
+        let outbox = MemoryOutbox::new();
+        let dedupe = MemoryDedupe::with_faults(faults);
+        Self {
+            outbox: Arc::new(outbox.clone()),
+            enqueue: Arc::new(outbox),
+            dedupe: Arc::new(dedupe.clone()),
+            ledger: Arc::new(dedupe),
+        }
+    }
+}
 
 /// Largest payload the scenario's broker accepts; unsendable messages are one byte larger.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -176,10 +205,20 @@ fn plan(config: &ScenarioConfig) -> Plan {
     plan
 }
 
-/// Runs one scenario on the in-memory backend.
+/// Runs one scenario on the in-memory broker and in-memory stores.
 pub async fn run_memory(
     config: &ScenarioConfig,
     progress: Arc<Progress>,
+) -> Result<ScenarioOutcome, Error> {
+    run(config, progress, ScenarioStores::memory).await
+}
+
+/// Runs one scenario on the in-memory broker and the stores `stores` makes (given the
+/// run's fault injector, for stores that take faults).
+pub async fn run(
+    config: &ScenarioConfig,
+    progress: Arc<Progress>,
+    stores: impl FnOnce(Arc<FaultInjector>) -> ScenarioStores,
 ) -> Result<ScenarioOutcome, Error> {
     let started = Instant::now();
     let faults = Arc::new(FaultInjector::new(config.faults.clone()));
@@ -187,8 +226,12 @@ pub async fn run_memory(
         MemoryBroker::with_faults(faults.clone()).with_max_message_bytes(MAX_MESSAGE_BYTES);
     broker.declare(DESTINATION);
     broker.declare(&default_dlq_name(DESTINATION));
-    let outbox = MemoryOutbox::new();
-    let dedupe = MemoryDedupe::with_faults(faults.clone());
+    let ScenarioStores {
+        outbox,
+        enqueue,
+        dedupe,
+        ledger,
+    } = stores(faults.clone());
     let plan = plan(config);
     let handler = RecordingHandler::new()
         .with_poison(plan.poison.iter().copied())
@@ -199,12 +242,12 @@ pub async fn run_memory(
 
     // The producer: business transactions, each with its outbox rows.
     {
-        let (outbox, progress, envelopes) =
-            (outbox.clone(), progress.clone(), plan.envelopes.clone());
+        let (enqueue, progress, envelopes) =
+            (enqueue.clone(), progress.clone(), plan.envelopes.clone());
         let batch = config.enqueue_batch.max(1);
         workers.spawn(async move {
             for chunk in envelopes.chunks(batch) {
-                outbox.enqueue_batch(chunk)?;
+                enqueue.enqueue(chunk).await?;
                 progress
                     .enqueued
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -239,7 +282,11 @@ pub async fn run_memory(
 
     let deadline = started + config.deadline;
     let timed_out = loop {
-        let (pending, published, parked) = outbox.counts();
+        let Ok(counts) = outbox.counts().await else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let (pending, published, parked) = (counts.pending, counts.published, counts.parked);
         let dead_lettered: u64 = consumers.iter().map(|c| c.totals().dead_lettered).sum();
         progress
             .published
@@ -258,7 +305,7 @@ pub async fn run_memory(
         if Instant::now() >= deadline {
             break true;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
 
     shutdown.cancel();
@@ -289,7 +336,7 @@ pub async fn run_memory(
         &designated_poison,
         &plan.unsendable,
     );
-    let reconcile = Reconciler::new(outbox.clone(), dedupe.clone())
+    let reconcile = Reconciler::new(outbox.clone(), ledger.clone())
         .with_grace(Duration::ZERO)
         .reconcile(None)
         .await?;
@@ -304,7 +351,7 @@ pub async fn run_memory(
         consumer: consumer_totals,
         broker_stored: broker.stored_ids(DESTINATION).len(),
         reconcile,
-        leased_after_shutdown: outbox.leased_now(),
+        leased_after_shutdown: outbox.counts().await?.leased,
         elapsed: started.elapsed(),
         timed_out,
     })
@@ -332,7 +379,7 @@ fn add_totals(sum: &mut ConsumerTotals, t: &ConsumerTotals) {
 /// Runs a relay; when its publisher "crashes" mid-batch, kills the relay task (its leases
 /// stay held until they expire) and starts a new relay, as a process supervisor would.
 async fn supervise_relay(
-    outbox: MemoryOutbox,
+    outbox: Arc<dyn OutboxStore>,
     broker: MemoryBroker,
     config: RelayConfig,
     shutdown: CancellationToken,

@@ -275,6 +275,16 @@ impl OutboxStore for MemoryOutbox {
         Ok(requeued)
     }
 
+    async fn counts(&self) -> Result<crate::OutboxCounts, Error> {
+        let (pending, published, parked) = MemoryOutbox::counts(self);
+        Ok(crate::OutboxCounts {
+            pending,
+            published,
+            parked,
+            leased: self.leased_now(),
+        })
+    }
+
     async fn snapshot(&self, since: Option<DateTime<Utc>>) -> Result<Snapshot<OutboxEntry>, Error> {
         let now = Instant::now();
         let state = lock(&self.state);

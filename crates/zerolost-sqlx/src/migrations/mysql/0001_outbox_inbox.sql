@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     payload          LONGBLOB NOT NULL,
     status           SMALLINT NOT NULL DEFAULT 0, -- 0 pending, 1 published, 2 parked
     attempts         INT NOT NULL DEFAULT 0,
-    next_attempt_at  BIGINT NOT NULL,             -- a leased row is due again when its lease ends
+    next_attempt_at  BIGINT NOT NULL,             -- due from; a lease hides the row until it expires
     lease_token      BINARY(16),
     lease_expires_at BIGINT,
     last_error       TEXT,

@@ -7,13 +7,13 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     payload          BYTEA NOT NULL,
     status           SMALLINT NOT NULL DEFAULT 0, -- 0 pending, 1 published, 2 parked
     attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  BIGINT NOT NULL,             -- a leased row is due again when its lease ends
+    next_attempt_at  BIGINT NOT NULL,             -- due from; a lease hides the row until it expires
     lease_token      UUID,
     lease_expires_at BIGINT,
     last_error       TEXT,
     created_at       BIGINT NOT NULL,
     published_at     BIGINT
-);
+) WITH (fillfactor = 80); -- room for in-place (HOT) updates of leases
 -- The lease query is a range scan of this partial index.
 CREATE INDEX IF NOT EXISTS {prefix}outbox_due ON {outbox} (next_attempt_at) WHERE status = 0;
 -- Retention deletes published rows oldest first.

@@ -7,7 +7,7 @@ CREATE TABLE IF NOT EXISTS {outbox} (
     payload          BLOB NOT NULL,
     status           INTEGER NOT NULL DEFAULT 0, -- 0 pending, 1 published, 2 parked
     attempts         INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at  INTEGER NOT NULL,           -- a leased row is due again when its lease ends
+    next_attempt_at  INTEGER NOT NULL,           -- due from; a lease hides the row until it expires
     lease_token      BLOB,
     lease_expires_at INTEGER,
     last_error       TEXT,

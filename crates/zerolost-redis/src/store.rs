@@ -275,7 +275,7 @@ impl ConsumerLedger for RedisDedupe {
                 )
                 .await
                 .map_err(RedisStoreError::command("scan"))?;
-            while let Some(key) = futures_next(&mut iter).await {
+            while let Some(key) = iter.next_item().await {
                 keys.push(key.map_err(RedisStoreError::command("scan"))?);
             }
         }
@@ -310,11 +310,4 @@ impl ConsumerLedger for RedisDedupe {
             .map_err(RedisStoreError::command("read duplicates"))?;
         Ok(n.unwrap_or(0))
     }
-}
-
-async fn futures_next<T>(iter: &mut redis::AsyncIter<'_, T>) -> Option<Result<T, redis::RedisError>>
-where
-    T: redis::FromRedisValue + Unpin + Send + 'static,
-{
-    iter.next_item().await
 }

@@ -20,7 +20,7 @@ impl Dialect {
         }
     }
 
-    fn quote(self) -> char {
+    pub(crate) fn quote(self) -> char {
         match self {
             Dialect::MySql => '`',
             Dialect::Postgres | Dialect::Sqlite => '"',
@@ -117,8 +117,16 @@ impl Statements {
         let i = tables.qualified(&tables.inbox_name(), q);
         let now = dialect.now();
         let n = |sql: String| dialect.numbered(&sql);
+        // In upserts the existing row is named by an alias (PostgreSQL) or the table
+        // (SQLite); MySQL's plain UPDATE names it by nothing.
+        let (alias, cur) = match dialect {
+            Dialect::Postgres => (format!("{i} AS t"), "t.".to_owned()),
+            Dialect::Sqlite => (i.clone(), format!("{i}.")),
+            Dialect::MySql => (i.clone(), String::new()),
+        };
         let reclaimable = format!(
-            "state = 0 OR (state = 1 AND claim_expires_at <= {now}) OR (state >= 2 AND keep_until <= {now})"
+            "{cur}state = 0 OR ({cur}state = 1 AND {cur}claim_expires_at <= {now}) \
+             OR ({cur}state >= 2 AND {cur}keep_until <= {now})"
         );
         // A lease writes only unindexed columns, so PostgreSQL can update the row in place
         // (HOT); leased rows stay in the due index and are skipped by this filter.
@@ -163,34 +171,20 @@ impl Statements {
                 ),
                 format!("UPDATE {i} SET duplicates = duplicates + 1 WHERE id = ? AND state >= 2"),
             ),
-            Dialect::Postgres | Dialect::Sqlite => {
-                let alias = match dialect {
-                    Dialect::Postgres => format!("{i} AS t"),
-                    _ => i.clone(),
-                };
-                let cur = match dialect {
-                    Dialect::Postgres => "t.".to_owned(),
-                    _ => format!("{i}."),
-                };
-                let reclaimable_cur = format!(
-                    "{cur}state = 0 OR ({cur}state = 1 AND {cur}claim_expires_at <= {now}) \
-                     OR ({cur}state >= 2 AND {cur}keep_until <= {now})"
-                );
-                (
-                    n(format!(
-                        "INSERT INTO {alias} (id, state, claim_token, claim_expires_at) VALUES (?, 1, ?, {now} + ?) \
+            Dialect::Postgres | Dialect::Sqlite => (
+                n(format!(
+                    "INSERT INTO {alias} (id, state, claim_token, claim_expires_at) VALUES (?, 1, ?, {now} + ?) \
                          ON CONFLICT (id) DO UPDATE SET \
                          attempts = CASE WHEN {cur}state >= 2 THEN 0 ELSE {cur}attempts END, \
                          state = 1, claim_token = excluded.claim_token, \
                          claim_expires_at = excluded.claim_expires_at, finished_at = NULL, keep_until = NULL \
-                         WHERE {reclaimable_cur} RETURNING state"
-                    )),
-                    String::new(),
-                    n(format!(
-                        "UPDATE {i} SET duplicates = duplicates + 1 WHERE id = ? AND state >= 2 RETURNING state"
-                    )),
-                )
-            }
+                         WHERE {reclaimable} RETURNING state"
+                )),
+                String::new(),
+                n(format!(
+                    "UPDATE {i} SET duplicates = duplicates + 1 WHERE id = ? AND state >= 2 RETURNING state"
+                )),
+            ),
         };
         let record_failure = match dialect {
             Dialect::MySql => format!(
@@ -199,19 +193,13 @@ impl Statements {
                  first_failure_at = COALESCE(first_failure_at, VALUES(first_failure_at)), \
                  last_failure_at = VALUES(last_failure_at), last_error = VALUES(last_error)"
             ),
-            Dialect::Postgres | Dialect::Sqlite => {
-                let (alias, cur) = match dialect {
-                    Dialect::Postgres => (format!("{i} AS t"), "t.".to_owned()),
-                    _ => (i.clone(), format!("{i}.")),
-                };
-                n(format!(
-                    "INSERT INTO {alias} (id, state, claim_expires_at, attempts, first_failure_at, last_failure_at, last_error) \
+            Dialect::Postgres | Dialect::Sqlite => n(format!(
+                "INSERT INTO {alias} (id, state, claim_expires_at, attempts, first_failure_at, last_failure_at, last_error) \
                      VALUES (?, 0, {now}, 1, {now}, {now}, ?) ON CONFLICT (id) DO UPDATE SET \
                      attempts = {cur}attempts + 1, \
                      first_failure_at = COALESCE({cur}first_failure_at, excluded.first_failure_at), \
                      last_failure_at = excluded.last_failure_at, last_error = excluded.last_error"
-                ))
-            }
+            )),
         };
         let duplicates_total = match dialect {
             Dialect::Postgres => {

@@ -34,18 +34,18 @@ pub(crate) fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// An outbox row as written by `enqueue`.
-pub(crate) struct NewRow {
+/// An outbox row as written by `enqueue`, borrowing the envelope (no payload copy).
+pub(crate) struct NewRow<'a> {
     pub(crate) id: Uuid,
-    pub(crate) destination: String,
-    pub(crate) key: Option<String>,
+    pub(crate) destination: &'a str,
+    pub(crate) key: Option<&'a str>,
     pub(crate) headers: String,
-    pub(crate) payload: Vec<u8>,
+    pub(crate) payload: &'a [u8],
     pub(crate) created_at: i64,
 }
 
-impl NewRow {
-    pub(crate) fn from_envelope(envelope: &Envelope) -> Result<Self, SqlError> {
+impl<'a> NewRow<'a> {
+    pub(crate) fn from_envelope(envelope: &'a Envelope) -> Result<Self, SqlError> {
         if envelope.destination.is_empty() {
             return Err(SqlError::Corrupt {
                 what: "destination",
@@ -58,10 +58,10 @@ impl NewRow {
         })?;
         Ok(Self {
             id: *envelope.id.as_uuid(),
-            destination: envelope.destination.clone(),
-            key: envelope.key.clone(),
+            destination: &envelope.destination,
+            key: envelope.key.as_deref(),
             headers,
-            payload: envelope.payload.to_vec(),
+            payload: &envelope.payload,
             created_at: envelope.created_at.timestamp_millis(),
         })
     }

@@ -191,7 +191,7 @@ macro_rules! sql_backend {
             /// them: for tests and benchmarks, never for a store in use.
             pub async fn drop_tables(&self) -> Result<(), zerolost_core::Error> {
                 let tables = &self.sql.tables;
-                let quote = if NAME == "mysql" { '`' } else { '"' };
+                let quote = self.sql.dialect.quote();
                 for name in [tables.outbox_name(), tables.inbox_name(), tables.migrations_name()] {
                     let sql = format!("DROP TABLE IF EXISTS {}", tables.qualified(&name, quote));
                     sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -273,10 +273,10 @@ macro_rules! sql_backend {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(&self.sql.enqueue_prefix);
                     insert.push_values(chunk, |mut b, row| {
                         b.push_bind(row.id)
-                            .push_bind(row.destination.as_str())
-                            .push_bind(row.key.as_deref())
+                            .push_bind(row.destination)
+                            .push_bind(row.key)
                             .push_bind(row.headers.as_str())
-                            .push_bind(row.payload.as_slice())
+                            .push_bind(row.payload)
                             .push_bind($crate::rows::PENDING)
                             .push_bind(0_i32)
                             .push_bind(row.created_at)

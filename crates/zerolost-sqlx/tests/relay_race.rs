@@ -49,11 +49,11 @@ macro_rules! relay_race {
                 let stop = stop.clone();
                 relays.push(tokio::spawn(async move { relay.run(stop).await }));
             }
-            while publisher.counts().len() < MESSAGES {
+            while publisher.distinct() < MESSAGES {
                 assert!(
                     started.elapsed() < Duration::from_secs(300),
                     "only {} of {MESSAGES} published after 300 s",
-                    publisher.counts().len()
+                    publisher.distinct()
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

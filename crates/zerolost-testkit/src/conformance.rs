@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use zerolost_core::{
-    Backoff, CancellationToken, Claim, Consumer, ConsumerConfig, ConsumerTotals, DeadLetterReason,
-    DedupeStore, Envelope, Error, IdExtractor, Incoming, MessageId, OutboxStatus, OutboxStore,
-    Outcome, Publisher, Reconciler, Relay, RelayConfig, Subscriber,
+    Backoff, CancellationToken, Claim, ClaimToken, Consumer, ConsumerConfig, ConsumerTotals,
+    DeadLetterReason, DedupeStore, Envelope, Error, IdExtractor, Incoming, MessageId, OutboxStatus,
+    OutboxStore, Outcome, Publisher, Reconciler, Relay, RelayConfig, Subscriber,
 };
 
 use crate::{
@@ -696,6 +696,14 @@ pub async fn fails_closed_when_dedupe_store_is_down(backend: &dyn Backend, store
     assert_eq!(handler.calls(env.id), 1);
 }
 
+/// Claims an id nobody holds; anything but `Claimed` fails the test.
+async fn claim_fresh(store: &dyn DedupeStore, id: MessageId, lease: Duration) -> ClaimToken {
+    match ok(store.claim(id, lease).await, "claim") {
+        Claim::Claimed(token) => token,
+        other => panic!("a fresh id must be claimable, got {other:?}"),
+    }
+}
+
 /// Dedupe-store contract: a claim excludes others until its lease ends; only its token
 /// completes or releases it; a completed id answers `AlreadyProcessed` for `keep_for`, then
 /// is forgotten; failures count up; the ledger lists outcomes.
@@ -705,9 +713,7 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     let short = Duration::from_millis(500);
     let hour = Duration::from_secs(3600);
     let id = MessageId::new();
-    let Claim::Claimed(stale) = ok(store.claim(id, short).await, "claim") else {
-        panic!("a fresh id must be claimable")
-    };
+    let stale = claim_fresh(store, id, short).await;
     assert_eq!(
         ok(store.claim(id, short).await, "claim"),
         Claim::HeldByOther
@@ -741,9 +747,7 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     );
 
     let released = MessageId::new();
-    let Claim::Claimed(token) = ok(store.claim(released, hour).await, "claim") else {
-        panic!()
-    };
+    let token = claim_fresh(store, released, hour).await;
     ok(store.release(&token).await, "release");
     assert!(
         matches!(
@@ -754,9 +758,7 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     );
 
     let dead = MessageId::new();
-    let Claim::Claimed(token) = ok(store.claim(dead, hour).await, "claim") else {
-        panic!()
-    };
+    let token = claim_fresh(store, dead, hour).await;
     ok(
         store.complete(&token, Outcome::DeadLettered, hour).await,
         "complete",
@@ -767,9 +769,7 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     );
 
     let brief = MessageId::new();
-    let Claim::Claimed(token) = ok(store.claim(brief, hour).await, "claim") else {
-        panic!()
-    };
+    let token = claim_fresh(store, brief, hour).await;
     ok(
         store.complete(&token, Outcome::Processed, short).await,
         "complete",

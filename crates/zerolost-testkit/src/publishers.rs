@@ -182,9 +182,12 @@ impl RecordingPublisher {
             .clone()
     }
 
-    /// Total publishes.
-    pub fn total(&self) -> u64 {
-        self.counts().values().map(|n| u64::from(*n)).sum()
+    /// How many distinct ids were published.
+    pub fn distinct(&self) -> usize {
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 }
 

@@ -88,10 +88,16 @@ pub(crate) async fn db_claim(
     if taken.rows_affected() == 1 {
         return Ok(ClaimState::Claimed);
     }
-    sqlx::query(sqlx::AssertSqlSafe(sql.count_duplicate.as_str()))
+    // Count the duplicate only if the id is finished, and answer "already processed" only
+    // if it was counted: a copy racing the first one's completion is "held", not a
+    // duplicate the ledger never saw.
+    let counted = sqlx::query(sqlx::AssertSqlSafe(sql.count_duplicate.as_str()))
         .bind(id)
         .execute(pool)
         .await?;
+    if counted.rows_affected() == 0 {
+        return Ok(ClaimState::Held);
+    }
     let state: Option<i16> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.state_of.as_str()))
         .bind(id)
         .fetch_optional(pool)

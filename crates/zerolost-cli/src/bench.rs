@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Runs per measurement; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Run only the measurements whose name contains this text (e.g. "batch 500").
+    #[arg(long)]
+    only: Option<String>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -288,11 +291,15 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
     let url = args.url.clone().unwrap_or_else(|| default_url(args.store));
     let (rows, repeat, target) = (args.rows.max(1), args.repeat, args.store);
     let single = (rows / 25).clamp(1, 2_000);
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let mut measurements = Vec::new();
     if target == BenchTarget::Redis {
         for in_flight in [1, 64] {
             let n = if in_flight == 1 { single } else { rows };
             let name = format!("redis claim+complete, {in_flight} in flight");
+            if !wanted(&name) {
+                continue;
+            }
             measurements.push(
                 measure(&name, in_flight, n, repeat, || {
                     redis_run(&url, n, in_flight)
@@ -303,6 +310,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
     } else {
         for (batch, n) in [(1, single), (100, rows)] {
             let name = format!("enqueue, {batch} per transaction");
+            if !wanted(&name) {
+                continue;
+            }
             measurements.push(
                 measure(&name, batch, n, repeat, || {
                     enqueue_run(target, &url, n, batch)
@@ -317,6 +327,9 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
             (500, rows, 4),
         ] {
             let name = format!("relay lease→publish→mark, batch {batch}, {relays} relay(s)");
+            if !wanted(&name) {
+                continue;
+            }
             measurements.push(
                 measure(&name, batch, n, repeat, || {
                     relay_run(target, &url, n, batch, relays)

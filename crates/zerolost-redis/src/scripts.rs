@@ -5,26 +5,6 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// Takes the claim (`SET NX PX` with a random token), then checks the processed mark a
-/// second time under the claim; a finished id gives the claim back.
-/// KEYS: lock, mark. ARGV: token, lease ms. Returns `{"claimed"}`, `{"held"}` or
-/// `{"done", mark}`.
-pub(crate) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local mark = redis.call('GET', KEYS[2])
-if mark then return {'done', mark} end
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'held'} end
-mark = redis.call('GET', KEYS[2])
-if mark then
-  redis.call('DEL', KEYS[1])
-  return {'done', mark}
-end
-return {'claimed'}
-"#,
-    )
-});
-
 /// Finishes the claim if the token still holds it: writes the mark with its TTL, drops
 /// the claim and the failure counter. Completing again with the same token and outcome is
 /// a no-op success.

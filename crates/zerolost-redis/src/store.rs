@@ -154,35 +154,46 @@ fn failure_record(
 
 #[async_trait]
 impl DedupeStore for RedisDedupe {
+    /// One round trip of two plain commands (no script): `SET lock token NX PX lease`,
+    /// then `GET mark`. Nothing can complete the id between them, because completing needs
+    /// the lock this claim holds, so a missing mark after a taken lock means "not done".
+    /// A done id's lock is given straight back.
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error> {
         let token = ClaimToken::new(id);
-        let mark_key = self.keys.mark(id);
-        let answer: Vec<String> = scripts::CLAIM
-            .key(self.keys.lock(id))
-            .key(&mark_key)
+        let (lock_key, mark_key) = (self.keys.lock(id), self.keys.mark(id));
+        let (taken, mark): (bool, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&lock_key)
             .arg(token.token.to_string())
+            .arg("NX")
+            .arg("PX")
             .arg(millis(lease))
-            .invoke_async(&mut self.conn())
+            .get(&mark_key)
+            .query_async(&mut self.conn())
             .await
             .map_err(RedisStoreError::command("claim"))?;
-        match answer.as_slice() {
-            [state] if state == "claimed" => Ok(Claim::Claimed(token)),
-            [state] if state == "held" => Ok(Claim::HeldByOther),
-            [state, mark] if state == "done" => {
-                let (outcome, _) = parse_mark(&mark_key, mark)?;
-                let _: u64 = self
-                    .conn()
-                    .incr(self.keys.duplicates(), 1)
-                    .await
-                    .map_err(RedisStoreError::command("count duplicate"))?;
-                Ok(Claim::AlreadyProcessed(outcome))
-            }
-            other => Err(RedisStoreError::Corrupt {
-                key: mark_key,
-                reason: format!("unexpected claim answer {other:?}"),
-            }
-            .into()),
+        let Some(mark) = mark else {
+            return Ok(if taken {
+                Claim::Claimed(token)
+            } else {
+                Claim::HeldByOther
+            });
+        };
+        let (outcome, _) = parse_mark(&mark_key, &mark)?;
+        if taken {
+            let _: i64 = scripts::RELEASE
+                .key(&lock_key)
+                .arg(token.token.to_string())
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(RedisStoreError::command("release a done id"))?;
         }
+        let _: u64 = self
+            .conn()
+            .incr(self.keys.duplicates(), 1)
+            .await
+            .map_err(RedisStoreError::command("count duplicate"))?;
+        Ok(Claim::AlreadyProcessed(outcome))
     }
 
     async fn complete(

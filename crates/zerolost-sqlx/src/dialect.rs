@@ -134,11 +134,9 @@ impl Statements {
         let (lease, lease_stamp_prefix) = match dialect {
             Dialect::Postgres => (
                 format!(
-                    "WITH due AS (SELECT id FROM {o} WHERE status = 0 AND next_attempt_at <= {now} \
-                     AND {unleased} ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                     UPDATE {o} AS o SET lease_token = $1, lease_expires_at = {now} + $2 \
-                     FROM due WHERE o.id = due.id \
-                     RETURNING o.id, o.destination, o.msg_key, o.headers, o.payload, o.attempts, o.created_at"
+                    "SELECT id, destination, msg_key, headers, payload, attempts, created_at \
+                     FROM {}($1, $2, $3)",
+                    tables.qualified(&tables.lease_function_name(), q)
                 ),
                 String::new(),
             ),
@@ -317,16 +315,67 @@ impl Statements {
 
     /// The migration scripts for this database, with table and index names filled in.
     pub(crate) fn migrations(&self) -> Vec<(i64, &'static str, String)> {
-        let template = match self.dialect {
-            Dialect::Postgres => include_str!("migrations/postgres/0001_outbox_inbox.sql"),
-            Dialect::MySql => include_str!("migrations/mysql/0001_outbox_inbox.sql"),
-            Dialect::Sqlite => include_str!("migrations/sqlite/0001_outbox_inbox.sql"),
+        let scripts: &[(i64, &'static str, &str)] = match self.dialect {
+            Dialect::Postgres => &[
+                (
+                    1,
+                    "outbox and inbox",
+                    include_str!("migrations/postgres/0001_outbox_inbox.sql"),
+                ),
+                (
+                    2,
+                    "lease function",
+                    include_str!("migrations/postgres/0002_lease_function.sql"),
+                ),
+            ],
+            Dialect::MySql => &[(
+                1,
+                "outbox and inbox",
+                include_str!("migrations/mysql/0001_outbox_inbox.sql"),
+            )],
+            Dialect::Sqlite => &[(
+                1,
+                "outbox and inbox",
+                include_str!("migrations/sqlite/0001_outbox_inbox.sql"),
+            )],
         };
-        let sql = template
-            .replace("{outbox}", &self.outbox)
-            .replace("{inbox}", &self.inbox)
-            .replace("{prefix}", self.tables.prefix());
-        vec![(1, "outbox and inbox", sql)]
+        let lease_fn = self
+            .tables
+            .qualified(&self.tables.lease_function_name(), '"');
+        scripts
+            .iter()
+            .map(|(version, description, template)| {
+                let sql = template
+                    .replace("{outbox}", &self.outbox)
+                    .replace("{inbox}", &self.inbox)
+                    .replace("{lease_fn}", &lease_fn)
+                    .replace("{prefix}", self.tables.prefix());
+                (*version, *description, sql)
+            })
+            .collect()
+    }
+
+    /// Statements that drop everything the migrations created, dependants first.
+    pub(crate) fn drop_statements(&self) -> Vec<String> {
+        let q = self.dialect.quote();
+        let mut statements = Vec::new();
+        if self.dialect == Dialect::Postgres {
+            statements.push(format!(
+                "DROP FUNCTION IF EXISTS {}(UUID, BIGINT, BIGINT)",
+                self.tables.qualified(&self.tables.lease_function_name(), q)
+            ));
+        }
+        for name in [
+            self.tables.outbox_name(),
+            self.tables.inbox_name(),
+            self.tables.migrations_name(),
+        ] {
+            statements.push(format!(
+                "DROP TABLE IF EXISTS {}",
+                self.tables.qualified(&name, q)
+            ));
+        }
+        statements
     }
 }
 

@@ -187,13 +187,11 @@ macro_rules! sql_backend {
                     .map_err(|e| zerolost_core::Error::from($crate::SqlError::Migrate(e)))
             }
 
-            /// Drops zerolost's tables (outbox, inbox, migration history) and everything in
-            /// them: for tests and benchmarks, never for a store in use.
+            /// Drops zerolost's tables (outbox, inbox, migration history, PostgreSQL's lease
+            /// function) and everything in them: for tests and benchmarks, never for a store
+            /// in use.
             pub async fn drop_tables(&self) -> Result<(), zerolost_core::Error> {
-                let tables = &self.sql.tables;
-                let quote = self.sql.dialect.quote();
-                for name in [tables.outbox_name(), tables.inbox_name(), tables.migrations_name()] {
-                    let sql = format!("DROP TABLE IF EXISTS {}", tables.qualified(&name, quote));
+                for sql in self.sql.drop_statements() {
                     sqlx::query(sqlx::AssertSqlSafe(sql))
                         .execute(&self.pool)
                         .await

@@ -70,8 +70,13 @@ impl Tables {
         format!("{}migrations", self.prefix)
     }
 
-    /// The prefix, for index names.
-    pub(crate) fn prefix(&self) -> &str {
+    /// The PostgreSQL lease function's unqualified name.
+    pub fn lease_function_name(&self) -> String {
+        format!("{}outbox_lease", self.prefix)
+    }
+
+    /// The prefix before every table, index and function name.
+    pub fn prefix(&self) -> &str {
         &self.prefix
     }
 

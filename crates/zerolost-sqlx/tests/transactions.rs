@@ -321,6 +321,35 @@ macro_rules! transaction_tests {
     };
 }
 
+/// `drop_tables` leaves nothing with the store's prefix behind (tables, PostgreSQL's
+/// lease function), so tests and benchmarks can clean up after themselves.
+macro_rules! drop_tests {
+    ($module:ident, $common:ident, $service:literal) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn drop_tables_leaves_nothing_behind() {
+                let Some(store) = require_service($service, common::$common::store().await) else {
+                    return;
+                };
+                let prefix = store.tables().prefix().to_owned();
+                let before = common::$common::objects_named(store.pool(), &prefix).await;
+                assert!(
+                    before.len() >= 3,
+                    "the migration made the outbox, inbox and history: {before:?}"
+                );
+                store.drop_tables().await.expect("drop");
+                let after = common::$common::objects_named(store.pool(), &prefix).await;
+                assert!(after.is_empty(), "left behind: {after:?}");
+            }
+        }
+    };
+}
+
+drop_tests!(pg_drop, pg, "postgres");
+drop_tests!(mysql_drop, mysql, "mariadb");
+
 transaction_tests!(pg, sqlx::Postgres, sqlx::PgConnection, "postgres");
 transaction_tests!(mysql, sqlx::MySql, sqlx::MySqlConnection, "mariadb");
 transaction_tests!(sqlite, sqlx::Sqlite, sqlx::SqliteConnection, "sqlite");

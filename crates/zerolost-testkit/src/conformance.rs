@@ -774,6 +774,11 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
         store.complete(&token, Outcome::Processed, short).await,
         "complete",
     );
+    assert_eq!(
+        ok(store.claim(brief, hour).await, "claim"),
+        Claim::AlreadyProcessed(Outcome::Processed),
+        "a done id answers AlreadyProcessed and holds nothing"
+    );
     tokio::time::sleep(short + Duration::from_millis(200)).await;
     assert!(
         matches!(

@@ -21,6 +21,32 @@ pub const MYSQL_URL: (&str, &str) = (
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// Whether the test process that made the objects named with prefix `zlt_<tag>_<pid>_…`
+/// is gone (its objects can be dropped). `false` when that cannot be told.
+pub fn owner_is_gone(name: &str) -> bool {
+    let pid = name
+        .split('_')
+        .nth(2)
+        .and_then(|pid| pid.parse::<u32>().ok());
+    let proc_fs = std::path::Path::new("/proc/self").exists();
+    match pid {
+        Some(pid) if proc_fs => {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+/// Runs `sweep` once per test process (the first caller does it).
+pub async fn once_per_process<F: std::future::Future<Output = ()>>(
+    done: &std::sync::atomic::AtomicBool,
+    sweep: F,
+) {
+    if !done.swap(true, Ordering::SeqCst) {
+        sweep.await;
+    }
+}
+
 /// A table prefix no other store in this run uses: `zlt_<tag>_<pid>_<n>_`.
 pub fn fresh_prefix(tag: &str) -> String {
     format!(
@@ -98,13 +124,42 @@ pub mod pg {
 
     sql_stores!(PgStores, PgStore, PgOutbox, "postgres");
 
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     /// A fresh, migrated store on the test server.
     pub async fn store() -> Result<PgStore, Error> {
         let url = zerolost_testkit::service_url(PG_URL.0, PG_URL.1);
         let tables = Tables::default().with_prefix(&fresh_prefix("pg"))?;
         let store = PgStore::connect(&url, tables).await?;
+        once_per_process(&SWEPT, sweep(store.pool())).await;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Tables, views and functions whose names start with `prefix`.
+    pub async fn objects_named(pool: &sqlx::PgPool, prefix: &str) -> Vec<(String, String)> {
+        let pattern = format!("{}%", prefix.replace('_', "\\_"));
+        sqlx::query_as(
+            "SELECT 'TABLE', relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND relname LIKE $1 \
+             UNION ALL SELECT 'FUNCTION', proname::text FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = current_schema() AND proname LIKE $1",
+        )
+        .bind(pattern)
+        .fetch_all(pool)
+        .await
+        .expect("read the catalog")
+    }
+
+    /// Drops what earlier test processes left behind (their tables and lease functions).
+    async fn sweep(pool: &sqlx::PgPool) {
+        for (kind, name) in objects_named(pool, "zlt_").await {
+            if owner_is_gone(&name) {
+                let sql = format!("DROP {kind} IF EXISTS \"{name}\" CASCADE");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await;
+            }
+        }
     }
 
     /// Stores on the test server, or `None` (skip) when it is unreachable.
@@ -123,13 +178,43 @@ pub mod mysql {
 
     sql_stores!(MySqlStores, MySqlStore, MySqlOutbox, "mysql");
 
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
     /// A fresh, migrated store on the test server.
     pub async fn store() -> Result<MySqlStore, Error> {
         let url = zerolost_testkit::service_url(MYSQL_URL.0, MYSQL_URL.1);
         let tables = Tables::default().with_prefix(&fresh_prefix("my"))?;
         let store = MySqlStore::connect(&url, tables).await?;
+        once_per_process(&SWEPT, sweep(store.pool())).await;
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Tables whose names start with `prefix`.
+    pub async fn objects_named(pool: &sqlx::MySqlPool, prefix: &str) -> Vec<(String, String)> {
+        let pattern = format!("{}%", prefix.replace('_', "\\_"));
+        let names: Vec<(String,)> = sqlx::query_as(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name LIKE ?",
+        )
+        .bind(pattern)
+        .fetch_all(pool)
+        .await
+        .expect("read the catalog");
+        names
+            .into_iter()
+            .map(|(n,)| ("TABLE".to_owned(), n))
+            .collect()
+    }
+
+    /// Drops what earlier test processes left behind.
+    async fn sweep(pool: &sqlx::MySqlPool) {
+        for (_, name) in objects_named(pool, "zlt_").await {
+            if owner_is_gone(&name) {
+                let sql = format!("DROP TABLE IF EXISTS `{name}`");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await;
+            }
+        }
     }
 
     /// Stores on the test server, or `None` (skip) when it is unreachable.

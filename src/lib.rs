@@ -14,3 +14,7 @@ pub use zerolost_sqlx as sql;
 /// The Redis dedupe store: feature `redis`.
 #[cfg(feature = "redis")]
 pub use zerolost_redis as redis;
+
+/// The Kafka backend: feature `kafka`.
+#[cfg(feature = "kafka")]
+pub use zerolost_kafka as kafka;

@@ -2,6 +2,7 @@
 # Stops every service started by up.sh.
 set -euo pipefail
 here="$(dirname "$0")"
-for service in redis mariadb postgres; do
+"$here/kafka.sh" stop cluster
+for service in kafka redis mariadb postgres; do
   "$here/$service.sh" stop
 done

@@ -984,8 +984,41 @@ pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
 /// ```text
 /// zerolost_testkit::conformance_suite!(stores: async { PgStores::connect().await });
 /// ```
+///
+/// For a backend on a server that may be missing, `$backend` yields an `Option` the same
+/// way:
+///
+/// ```text
+/// zerolost_testkit::conformance_suite!(backend: async { KafkaBackend::connect().await }, async { MemoryStores::new() });
+/// ```
 #[macro_export]
 macro_rules! conformance_suite {
+    (backend: $backend:expr, $stores:expr) => {
+        $crate::conformance_suite!(@stores $stores;
+            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened);
+        $crate::conformance_suite!(@broker_opt $backend;
+            confirmed_round_trip, unacked_delivery_is_redelivered, nack_requeue_redelivers);
+        $crate::conformance_suite!(@both_backend_opt $backend, $stores;
+            poison_dead_lettered_after_max_attempts, permanent_failure_dead_lettered_at_once,
+            redelivery_is_deduplicated, racing_consumers_apply_once, relay_retries_then_parks,
+            unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
+            missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down);
+    };
+    (@broker_opt $backend:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(backend) = $backend.await else { return };
+            $crate::conformance::$name(&backend).await;
+        }
+    )*};
+    (@both_backend_opt $backend:expr, $stores:expr; $($name:ident),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(backend) = $backend.await else { return };
+            let stores = $stores.await;
+            $crate::conformance::$name(&backend, &stores).await;
+        }
+    )*};
     ($backend:expr, $stores:expr) => {
         $crate::conformance_suite!(@stores $stores;
             dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened);

@@ -1,0 +1,28 @@
+//! Kafka backend for zerolost.
+//!
+//! - [`KafkaPublisher`]: confirmed publish (`acks=all`, idempotent producer, at most 5
+//!   requests in flight), each message resolved from its own delivery report.
+//! - [`KafkaSubscriber`]: manual commits of the contiguous done offsets per partition,
+//!   key-ordered hand-out, local redelivery of handed-back messages, rebalance handling.
+//! - [`KafkaConfig`]: client settings with the loss-relevant ones pinned; weakening one is
+//!   refused unless explicitly allowed.
+//! - [`ensure_topic`]: topics with 3 replicas, `min.insync.replicas=2`, no unclean
+//!   leader election.
+//! - [`mock`]: librdkafka's in-process mock cluster, for tests and the zero-setup demo.
+
+mod admin;
+mod config;
+mod error;
+mod inspect;
+pub mod mock;
+mod publisher;
+mod subscriber;
+
+pub use admin::{TopicSpec, ensure_topic};
+pub use config::KafkaConfig;
+pub use error::KafkaError;
+pub use inspect::topic_contents;
+pub use publisher::KafkaPublisher;
+pub use subscriber::{
+    KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberOptions, TOPIC_HEADER,
+};

@@ -112,7 +112,7 @@ start_node() {
   fi
   log "kafka: starting $layout node $n on 127.0.0.1:$(broker_port "$layout" "$n")"
   : > "$dir/server.log"
-  nohup java $HEAP -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=info \
+  nohup java $HEAP -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=info -Dorg.slf4j.simpleLogger.showDateTime=true \
     -Dorg.slf4j.simpleLogger.logFile="$dir/server.log" -cp "$LIB/*" \
     kafka.Kafka "$dir/server.properties" >>"$dir/server.log" 2>&1 &
   echo $! > "$dir/kafka.pid"

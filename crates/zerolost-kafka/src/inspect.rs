@@ -9,10 +9,12 @@ use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use zerolost_core::{Error, Incoming};
 
-use crate::{KafkaConfig, KafkaError, subscriber};
+use crate::{KafkaConfig, KafkaError};
 
 /// Every record of `topic` up to its current end (the high watermark of each partition
-/// when the call starts), without joining a consumer group or committing anything.
+/// when the call starts), without joining a consumer group or committing anything. Each
+/// record's own position is its `native_id` (`topic/partition/offset`); its headers are as
+/// stored (a dead letter's `zerolost-kafka-*` headers name the original record).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), zerolost_core::Error> {
@@ -89,14 +91,6 @@ fn read_to_end(config: &KafkaConfig, topic: &str) -> Result<Vec<Incoming>, Error
                 headers.insert(header.key.to_owned(), value.unwrap_or_default());
             }
         }
-        headers.insert(
-            subscriber::PARTITION_HEADER.to_owned(),
-            message.partition().to_string(),
-        );
-        headers.insert(
-            subscriber::OFFSET_HEADER.to_owned(),
-            message.offset().to_string(),
-        );
         records.push(Incoming {
             destination: topic.to_owned(),
             key: message

@@ -8,9 +8,12 @@
 //!   refused unless explicitly allowed.
 //! - [`ensure_topic`]: topics with 3 replicas, `min.insync.replicas=2`, no unclean
 //!   leader election.
+//! - [`audit`]: checks a topic and the brokers' defaults against that layout; each
+//!   finding names its fix.
 //! - [`mock`]: librdkafka's in-process mock cluster, for tests and the zero-setup demo.
 
 mod admin;
+mod audit;
 mod config;
 mod error;
 mod inspect;
@@ -19,10 +22,12 @@ mod publisher;
 mod subscriber;
 
 pub use admin::{TopicSpec, ensure_topic};
+pub use audit::{Audit, Finding, audit};
 pub use config::KafkaConfig;
 pub use error::KafkaError;
 pub use inspect::topic_contents;
 pub use publisher::KafkaPublisher;
 pub use subscriber::{
-    KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberOptions, TOPIC_HEADER,
+    GroupEvent, KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberMonitor,
+    SubscriberOptions, TOPIC_HEADER,
 };

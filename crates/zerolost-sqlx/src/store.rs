@@ -713,6 +713,7 @@ pub(crate) use sql_backend;
 
 /// `lease` and `claim` for databases with `UPDATE … RETURNING` and upserts with a
 /// condition (PostgreSQL, SQLite): one atomic statement each.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 macro_rules! returning_ops {
     ($db:ty, $pool:ty) => {
         pub(crate) async fn db_lease(
@@ -757,4 +758,5 @@ macro_rules! returning_ops {
     };
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use returning_ops;

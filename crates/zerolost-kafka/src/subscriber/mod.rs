@@ -104,9 +104,43 @@ impl State {
     }
 }
 
+/// What happened to this member's partitions, in order (see [`SubscriberMonitor::events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// The group gave this member the partition.
+    Assigned {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+    },
+    /// The group took the partition away; `committed` is what was committed for it then.
+    Revoked {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The done offset committed on revoke, if it moved.
+        committed: Option<i64>,
+    },
+    /// This member committed `offset` (the next offset to read) for the partition.
+    Committed {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The committed offset.
+        offset: i64,
+    },
+}
+
+/// How many events a subscriber remembers (the oldest are dropped).
+const MAX_EVENTS: usize = 10_000;
+
 struct Shared {
     state: Mutex<State>,
     wake: Notify,
+    events: Mutex<VecDeque<GroupEvent>>,
 }
 
 impl Shared {
@@ -114,6 +148,14 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, event: GroupEvent) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() == MAX_EVENTS {
+            events.pop_front();
+        }
+        events.push_back(event);
     }
 
     /// The message is done: its offset may be committed, its lane's next message goes out.
@@ -165,23 +207,36 @@ impl ConsumerContext for Context {
             return;
         };
         let mut commit = TopicPartitionList::new();
+        let mut revoked_now = Vec::new();
         {
             let mut state = self.shared.state();
             for element in revoked.elements() {
                 let partition = (element.topic().to_owned(), element.partition());
-                if let Some(offset) = state.revoke(&partition) {
+                let offset = state.revoke(&partition);
+                if let Some(offset) = offset {
                     let _ = commit.add_partition_offset(
                         &partition.0,
                         partition.1,
                         Offset::Offset(offset),
                     );
                 }
+                revoked_now.push((partition, offset));
             }
         }
-        if commit.count() > 0
-            && let Err(e) = consumer.commit(&commit, CommitMode::Sync)
-        {
-            warn!(error = %e, "commit of revoked partitions failed; their done messages come back and are deduplicated");
+        let committed = commit.count() == 0
+            || {
+                let result = consumer.commit(&commit, CommitMode::Sync);
+                if let Err(e) = &result {
+                    warn!(error = %e, "commit of revoked partitions failed; their done messages come back and are deduplicated");
+                }
+                result.is_ok()
+            };
+        for ((topic, partition), offset) in revoked_now {
+            self.shared.record(GroupEvent::Revoked {
+                topic,
+                partition,
+                committed: offset.filter(|_| committed),
+            });
         }
     }
 
@@ -192,6 +247,10 @@ impl ConsumerContext for Context {
                 state
                     .tracker
                     .assign((element.topic().to_owned(), element.partition()));
+                self.shared.record(GroupEvent::Assigned {
+                    topic: element.topic().to_owned(),
+                    partition: element.partition(),
+                });
             }
         }
     }
@@ -248,6 +307,7 @@ impl KafkaSubscriber {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            events: Mutex::new(VecDeque::new()),
         });
         let consumer: StreamConsumer<Context> = config
             .consumer_config(group)?
@@ -292,6 +352,14 @@ impl KafkaSubscriber {
     /// Messages handed out and not yet done.
     pub fn in_flight(&self) -> usize {
         self.shared.state().tracker.in_flight()
+    }
+
+    /// A handle that outlives the subscriber being moved into a consumer: commit, events.
+    pub fn monitor(&self) -> SubscriberMonitor {
+        SubscriberMonitor {
+            consumer: self.consumer.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// The underlying consumer (positions, committed offsets, metadata).
@@ -365,6 +433,46 @@ impl KafkaSubscriber {
                 pending: Some(pending),
             }),
         )
+    }
+}
+
+/// Watches and commits for a [`KafkaSubscriber`] after it was handed to a consumer.
+///
+/// ```no_run
+/// # async fn demo(subscriber: zerolost_kafka::KafkaSubscriber) -> Result<(), zerolost_core::Error> {
+/// let monitor = subscriber.monitor();
+/// // consumer.run(subscriber, shutdown).await?;
+/// monitor.commit().await?; // the last done offsets, after the run
+/// println!("{:?}", monitor.events());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SubscriberMonitor {
+    consumer: Arc<StreamConsumer<Context>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SubscriberMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriberMonitor").finish_non_exhaustive()
+    }
+}
+
+impl SubscriberMonitor {
+    /// Commits every done offset now.
+    pub async fn commit(&self) -> Result<(), Error> {
+        commit_done(&self.consumer, &self.shared).await
+    }
+
+    /// Assignments, revocations and commits of this member so far (the latest 10,000).
+    pub fn events(&self) -> Vec<GroupEvent> {
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -508,8 +616,13 @@ async fn commit_done(
             source,
         })?;
     let mut state = shared.state();
-    for (partition, offset) in commits {
-        state.tracker.committed(&partition, offset);
+    for ((topic, partition), offset) in commits {
+        state.tracker.committed(&(topic.clone(), partition), offset);
+        shared.record(GroupEvent::Committed {
+            topic,
+            partition,
+            offset,
+        });
     }
     Ok(())
 }

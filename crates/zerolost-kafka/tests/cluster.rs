@@ -1,0 +1,330 @@
+//! Durability on the 3-node KRaft cluster (`scripts/services/kafka.sh start cluster`:
+//! replication 3, min.insync.replicas 2, no unclean leader election). These tests kill and
+//! restart brokers, so they run one at a time and leave all three nodes up.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fresh_topic;
+use rdkafka::producer::Producer;
+use zerolost_core::memory::{MemoryDedupe, MemoryOutbox};
+use zerolost_core::{
+    CancellationToken, Consumer, ConsumerLedger, DeadLetterPublisher, Envelope, Handler,
+    HandlerError, Publisher, Relay, RelayConfig,
+};
+use zerolost_kafka::{
+    KafkaConfig, KafkaPublisher, KafkaSubscriber, TopicSpec, audit, ensure_topic,
+};
+use zerolost_testkit::conformance::test_consumer_config;
+
+/// One cluster test at a time: they stop and kill nodes.
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn cluster() -> Option<KafkaConfig> {
+    let brokers = zerolost_testkit::service_url(
+        "ZEROLOST_KAFKA_CLUSTER",
+        "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094",
+    );
+    let config = KafkaConfig::new(brokers).set("socket.connection.setup.timeout.ms", "3000");
+    let probe = ensure_topic(&config, "zlt-probe", TopicSpec::DURABLE).await;
+    zerolost_testkit::require_service("kafka cluster", probe)?;
+    Some(config)
+}
+
+/// Runs `scripts/services/kafka.sh` with `args` (kill / restart-node).
+fn kafka_sh(args: &[&str]) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/services/kafka.sh"
+    );
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .status()
+        .expect("run kafka.sh");
+    assert!(status.success(), "kafka.sh {args:?} failed");
+}
+
+fn leader_of(publisher: &KafkaPublisher, topic: &str, partition: i32) -> i32 {
+    let metadata = publisher
+        .producer()
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .find(|p| p.id() == partition)
+        .expect("partition")
+        .leader()
+}
+
+/// Counts handler calls per id.
+#[derive(Default)]
+struct CountEffects(std::sync::Mutex<HashMap<String, usize>>);
+
+#[async_trait::async_trait]
+impl Handler for CountEffects {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        *self
+            .0
+            .lock()
+            .expect("lock")
+            .entry(envelope.id.to_string())
+            .or_default() += 1;
+        Ok(())
+    }
+}
+
+/// Consumes `topic` with the zerolost consumer until `n` ids are finished; returns the
+/// handler's calls per id and how many redeliveries were suppressed.
+async fn effects_of(config: &KafkaConfig, topic: &str, n: usize) -> (HashMap<String, usize>, u64) {
+    let effects = Arc::new(CountEffects::default());
+    let dedupe = Arc::new(MemoryDedupe::new());
+    let publisher = KafkaPublisher::new(config).expect("publisher");
+    let consumer = Consumer::new(
+        dedupe.clone(),
+        effects.clone(),
+        DeadLetterPublisher::new(publisher),
+    )
+    .with_config(zerolost_core::ConsumerConfig {
+        concurrency: 64,
+        ..test_consumer_config()
+    })
+    .expect("consumer");
+    let subscriber =
+        KafkaSubscriber::new(config, &format!("{topic}-verdict"), &[topic]).expect("subscriber");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        async move { consumer.run(subscriber, stop).await }
+    });
+    let started = Instant::now();
+    while dedupe
+        .finished(None)
+        .await
+        .map(|s| s.entries.len())
+        .unwrap_or(0)
+        < n
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "consuming {n} messages took too long"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    task.await.expect("task").expect("consumer");
+    let calls = effects.0.lock().expect("lock").clone();
+    (calls, consumer.totals().duplicates)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_passes_durable_topics_and_flags_weak_ones() {
+    let Some(config) = cluster().await else {
+        return;
+    };
+    let _one_at_a_time = CLUSTER.lock().await;
+    let durable = fresh_topic("durable");
+    ensure_topic(&config, &durable, TopicSpec::DURABLE)
+        .await
+        .expect("topic");
+    let report = audit(&config, &durable).await.expect("audit");
+    assert!(report.is_durable(), "{:#?}", report.findings);
+
+    let weak = fresh_topic("weak");
+    ensure_topic(&config, &weak, TopicSpec::SINGLE_NODE)
+        .await
+        .expect("topic");
+    let report = audit(&config, &weak).await.expect("audit");
+    let subjects: Vec<_> = report.findings.iter().map(|f| f.subject.as_str()).collect();
+    assert!(
+        subjects.iter().any(|s| s.ends_with("replication factor")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.ends_with("min.insync.replicas")),
+        "{subjects:?}"
+    );
+    assert!(report.findings.iter().all(|f| !f.fix.is_empty()));
+    assert_eq!(
+        report.findings.len(),
+        2,
+        "the brokers' defaults are durable: {:#?}",
+        report.findings
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
+    const N: usize = 100_000;
+    let Some(config) = cluster().await else {
+        return;
+    };
+    let _one_at_a_time = CLUSTER.lock().await;
+    let config = config.delivery_timeout(Duration::from_secs(20));
+    let topic = fresh_topic("kill");
+    ensure_topic(&config, &topic, TopicSpec::DURABLE)
+        .await
+        .expect("topic");
+    ensure_topic(
+        &config,
+        &zerolost_core::default_dlq_name(&topic),
+        TopicSpec::DURABLE,
+    )
+    .await
+    .expect("dlq");
+    let outbox = Arc::new(MemoryOutbox::new());
+    let envelopes: Vec<Envelope> = (0..N)
+        .map(|i| Envelope::new(&topic, format!("{{\"n\":{i}}}")))
+        .collect();
+    outbox.enqueue_batch(&envelopes).expect("enqueue");
+    let publisher = KafkaPublisher::new(&config).expect("publisher");
+    let relay = Relay::new(outbox.clone(), publisher.clone())
+        .with_config(RelayConfig {
+            batch_size: 1000,
+            max_attempts: 1000,
+            ..RelayConfig::default()
+        })
+        .expect("relay");
+    let stop = CancellationToken::new();
+    let relay_task = tokio::spawn({
+        let stop = stop.clone();
+        async move { relay.run(stop).await }
+    });
+    let started = Instant::now();
+    while outbox.counts().1 < N / 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "relay too slow: {:?}",
+            outbox.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let victim = leader_of(&publisher, &topic, 0);
+    eprintln!(
+        "killing node {victim} (leader of partition 0) at {:?}",
+        outbox.counts()
+    );
+    kafka_sh(&["kill", &victim.to_string()]);
+    while outbox.counts().0 > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "relay stuck: {:?}",
+            outbox.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let totals = relay_task.await.expect("task").expect("relay");
+    kafka_sh(&["restart-node", &victim.to_string()]);
+    let (pending, published, parked) = outbox.counts();
+    assert_eq!(
+        (pending, published, parked),
+        (0, N, 0),
+        "every row confirmed, none parked"
+    );
+    eprintln!("relay totals: {totals:?}");
+
+    let (effects, suppressed) = effects_of(&config, &topic, N).await;
+    let lost: Vec<_> = envelopes
+        .iter()
+        .filter(|e| !effects.contains_key(&e.id.to_string()))
+        .collect();
+    let doubled = effects.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "verdict: lost {}, duplicate effects {doubled}, redeliveries suppressed {suppressed}",
+        lost.len()
+    );
+    assert!(lost.is_empty(), "lost {} messages", lost.len());
+    assert_eq!(doubled, 0, "duplicate effects");
+    assert_eq!(effects.len(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_down_keeps_rows_in_the_outbox_until_they_return() {
+    let Some(config) = cluster().await else {
+        return;
+    };
+    let _one_at_a_time = CLUSTER.lock().await;
+    let config = config.delivery_timeout(Duration::from_secs(4));
+    let topic = fresh_topic("outage");
+    ensure_topic(&config, &topic, TopicSpec::DURABLE)
+        .await
+        .expect("topic");
+    let publisher = KafkaPublisher::new(&config).expect("publisher");
+    publisher
+        .publish(&Envelope::new(&topic, "warm-up"))
+        .await
+        .expect("healthy cluster");
+
+    kafka_sh(&["kill", "2"]);
+    kafka_sh(&["kill", "3"]);
+    let outbox = Arc::new(MemoryOutbox::new());
+    let envelopes: Vec<Envelope> = (0..200)
+        .map(|i| Envelope::new(&topic, format!("{i}")))
+        .collect();
+    outbox.enqueue_batch(&envelopes).expect("enqueue");
+    let relay = Relay::new(outbox.clone(), publisher.clone())
+        .with_config(RelayConfig {
+            batch_size: 200,
+            max_attempts: 1000,
+            backoff: zerolost_core::Backoff::exponential(
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+            ),
+            ..RelayConfig::default()
+        })
+        .expect("relay");
+    let round = relay.run_once().await.expect("round");
+    assert_eq!(
+        round.published, 0,
+        "one of three in-sync replicas cannot confirm"
+    );
+    assert_eq!(round.parked, 0, "retryable: nothing parked");
+    assert_eq!(round.rescheduled, 200);
+    let direct = publisher
+        .publish(&Envelope::new(&topic, "probe"))
+        .await
+        .expect_err("no quorum of replicas");
+    assert!(direct.is_retryable(), "{direct}");
+    eprintln!("with 2 of 3 nodes down a publish fails retryably: {direct}");
+    assert_eq!(outbox.counts(), (200, 0, 0), "the outbox holds every row");
+
+    kafka_sh(&["restart-node", "2"]);
+    kafka_sh(&["restart-node", "3"]);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { relay.run(stop).await }
+    });
+    let started = Instant::now();
+    while outbox.counts().1 < envelopes.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "did not drain: {:?}",
+            outbox.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.expect("task").expect("relay");
+    assert_eq!(
+        outbox.counts(),
+        (0, 200, 0),
+        "drained by itself, nothing parked"
+    );
+    let ids: HashSet<_> = zerolost_kafka::topic_contents(&config, &topic)
+        .await
+        .expect("read")
+        .into_iter()
+        .filter_map(|m| m.headers.get(zerolost_core::MESSAGE_ID_HEADER).cloned())
+        .collect();
+    assert!(
+        envelopes.iter().all(|e| ids.contains(&e.id.to_string())),
+        "every row is on the topic"
+    );
+}

@@ -32,14 +32,29 @@ pub enum BenchTarget {
     Mysql,
     /// Redis dedupe store (`--url`, else ZEROLOST_REDIS_URL, else the test server).
     Redis,
+    /// In-memory outbox (no store cost: the pipeline's own overhead).
+    Memory,
 }
 
 /// Arguments of `zerolost bench`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["store", "backend"])))]
 pub struct BenchArgs {
     /// The store to measure.
     #[arg(long, value_enum)]
-    store: BenchTarget,
+    store: Option<BenchTarget>,
+    /// The broker to measure: raw client vs zerolost, relay and consume, side by side.
+    #[arg(long, value_enum)]
+    backend: Option<crate::bench_broker::BrokerTarget>,
+    /// Messages per broker measurement.
+    #[arg(long, default_value_t = 100_000)]
+    messages: usize,
+    /// The outbox the relay reads in the broker measurement (URL from the environment).
+    #[arg(long, value_enum, default_value = "sqlite")]
+    outbox: BenchTarget,
+    /// The consumer's dedupe store in the broker measurement.
+    #[arg(long, value_enum, default_value = "redis")]
+    dedupe: crate::bench_broker::DedupeChoice,
     /// Server URL (default: the environment variable, else the project's test server).
     #[arg(long)]
     url: Option<String>,
@@ -101,13 +116,13 @@ impl Publisher for NoopPublisher {
 }
 
 /// A fresh outbox for one measurement run, and how to drop it.
-struct Fresh {
-    outbox: Arc<dyn OutboxStore>,
-    enqueue: Arc<dyn Enqueue>,
-    drop: std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
+pub(crate) struct Fresh {
+    pub(crate) outbox: Arc<dyn OutboxStore>,
+    pub(crate) enqueue: Arc<dyn Enqueue>,
+    pub(crate) drop: std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
 }
 
-async fn fresh(target: BenchTarget, url: &str) -> Result<Fresh, Error> {
+pub(crate) async fn fresh(target: BenchTarget, url: &str) -> Result<Fresh, Error> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tables = Tables::default().with_prefix(&format!("zlbench_{}_{n}_", std::process::id()))?;
@@ -141,10 +156,18 @@ async fn fresh(target: BenchTarget, url: &str) -> Result<Fresh, Error> {
             fresh
         }
         BenchTarget::Redis => return Err(Error::Config("redis has no outbox".into())),
+        BenchTarget::Memory => {
+            let outbox = zerolost_core::memory::MemoryOutbox::new();
+            Fresh {
+                outbox: Arc::new(outbox.clone()),
+                enqueue: Arc::new(outbox),
+                drop: Box::pin(async { Ok(()) }),
+            }
+        }
     })
 }
 
-fn envelopes(n: usize) -> Vec<Envelope> {
+pub(crate) fn envelopes(n: usize) -> Vec<Envelope> {
     (0..n)
         .map(|i| Envelope::new("bench", format!("{{\"order\":{i},\"amount\":1250}}")))
         .collect()
@@ -270,7 +293,7 @@ async fn redis_run(url: &str, ids: usize, in_flight: usize) -> Result<Duration, 
     Ok(elapsed)
 }
 
-fn default_url(target: BenchTarget) -> String {
+pub(crate) fn default_url(target: BenchTarget) -> String {
     let (var, default) = match target {
         BenchTarget::Postgres => (
             "ZEROLOST_PG_URL",
@@ -281,15 +304,33 @@ fn default_url(target: BenchTarget) -> String {
             "mysql://zerolost:zerolost@127.0.0.1:53306/zerolost",
         ),
         BenchTarget::Redis => ("ZEROLOST_REDIS_URL", "redis://127.0.0.1:56379"),
-        BenchTarget::Sqlite => ("", ""),
+        BenchTarget::Sqlite | BenchTarget::Memory => ("", ""),
     };
     zerolost_testkit::service_url(var, default)
 }
 
 /// Runs the benchmark and prints the figures.
 pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
-    let url = args.url.clone().unwrap_or_else(|| default_url(args.store));
-    let (rows, repeat, target) = (args.rows.max(1), args.repeat, args.store);
+    let Some(target) = args.store else {
+        let Some(backend) = args.backend else {
+            return Err(Error::Config("name --store or --backend".into()));
+        };
+        let outbox_url = default_url(args.outbox);
+        let redis_url = default_url(BenchTarget::Redis);
+        return crate::bench_broker::run(crate::bench_broker::BrokerBench {
+            backend,
+            messages: args.messages.max(1),
+            outbox: args.outbox,
+            outbox_url,
+            dedupe: args.dedupe,
+            redis_url,
+            brokers: args.url.clone(),
+            json: args.json,
+        })
+        .await;
+    };
+    let url = args.url.clone().unwrap_or_else(|| default_url(target));
+    let (rows, repeat) = (args.rows.max(1), args.repeat);
     let single = (rows / 25).clamp(1, 2_000);
     let wanted = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
     let mut measurements = Vec::new();

@@ -2,6 +2,7 @@
 //! (relay, doctor, dlq, reconcile, bench, chaos).
 
 mod bench;
+mod bench_broker;
 mod demo;
 mod stores;
 

@@ -11,7 +11,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use zerolost_core::memory::{FaultConfig, FaultCounts};
 use zerolost_core::{CountView, Error};
-use zerolost_testkit::scenario::{self, Progress, ScenarioConfig, ScenarioOutcome};
+use zerolost_kafka::TopicSpec;
+use zerolost_kafka::testkit::KafkaBackend;
+use zerolost_testkit::scenario::{self, Progress, ScenarioBroker, ScenarioConfig, ScenarioOutcome};
 
 /// Where messages travel. More backends arrive with their crates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -19,6 +21,10 @@ use zerolost_testkit::scenario::{self, Progress, ScenarioConfig, ScenarioOutcome
 pub enum BackendKind {
     /// In-process broker with at-least-once delivery (no servers).
     Memory,
+    /// librdkafka's in-process 3-broker mock cluster, with broker-down and request-error faults.
+    KafkaMock,
+    /// A real Kafka (`ZEROLOST_KAFKA_BROKERS`, else the single-node test broker).
+    Kafka,
 }
 
 /// Where the outbox lives.
@@ -109,6 +115,8 @@ struct DemoReport {
     unexpected_parked: usize,
     timed_out: bool,
     ok: bool,
+    /// Faults injected into the broker from outside the pipeline (the Kafka mock's chaos).
+    broker_faults: u64,
 }
 
 impl DemoReport {
@@ -125,7 +133,7 @@ impl DemoReport {
             parked: v.parked,
             lost: v.lost.len(),
             duplicate_effects: v.duplicate_effects,
-            faults_injected: o.faults.total(),
+            faults_injected: o.faults.total() + o.broker_faults,
             elapsed_s: (o.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             seed,
             fault_level: args.faults,
@@ -140,6 +148,7 @@ impl DemoReport {
             unexpected_parked: v.unexpected_parked.len() + v.unsendable_not_parked.len(),
             timed_out: o.timed_out,
             ok: v.is_clean() && !o.timed_out && o.leased_after_shutdown == 0,
+            broker_faults: o.broker_faults,
         }
     }
 }
@@ -165,7 +174,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             name(args.faults)
         );
         println!(
-            "replay with: zerolost demo --messages {} --faults {} --seed {seed}",
+            "replay with: zerolost demo --backend {} --messages {} --faults {} --seed {seed}",
+            name(args.backend),
             args.messages,
             name(args.faults)
         );
@@ -182,7 +192,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         })
     };
     let stores = crate::stores::open(&args.db, args.store, args.dedupe).await?;
-    let outcome = scenario::run(&config, progress.clone(), move |faults| {
+    let broker = scenario_broker(args.backend).await?;
+    let outcome = scenario::run_on(&config, progress.clone(), broker, move |faults| {
         stores.build(faults)
     })
     .await;
@@ -202,6 +213,38 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+/// The broker of the run. Kafka producers refuse payloads over the scenario's limit, so the
+/// designated unsendable messages are parked as on the in-memory broker.
+async fn scenario_broker(kind: BackendKind) -> Result<ScenarioBroker, Error> {
+    let limit = scenario::MAX_MESSAGE_BYTES.to_string();
+    let backend = match kind {
+        BackendKind::Memory => return Ok(ScenarioBroker::Memory),
+        BackendKind::KafkaMock => KafkaBackend::mock()?,
+        BackendKind::Kafka => {
+            let config = zerolost_kafka::testkit::single_node_config();
+            zerolost_kafka::ensure_topic(&config, "zerolost-demo-probe", TopicSpec::SINGLE_NODE)
+                .await
+                .map_err(|e| {
+                    Error::Config(format!(
+                        "no Kafka at {} ({e}); start one with scripts/services/kafka.sh start single, \
+                         or set ZEROLOST_KAFKA_BROKERS",
+                        config.brokers()
+                    ))
+                })?;
+            KafkaBackend::real(config, TopicSpec::SINGLE_NODE)
+        }
+    };
+    let backend = KafkaBackend {
+        config: backend.config.clone().set("message.max.bytes", &limit),
+        ..backend
+    };
+    let chaos = backend.mock_chaos();
+    Ok(ScenarioBroker::Backend {
+        backend: Arc::new(backend),
+        chaos,
     })
 }
 
@@ -379,6 +422,8 @@ mod tests {
             leased_after_shutdown: 0,
             elapsed: Duration::from_millis(1500),
             timed_out: false,
+            broker: "memory".into(),
+            broker_faults: 0,
         }
     }
 

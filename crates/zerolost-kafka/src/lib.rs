@@ -20,6 +20,8 @@ mod inspect;
 pub mod mock;
 mod publisher;
 mod subscriber;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use admin::{TopicSpec, ensure_topic};
 pub use audit::{Audit, Finding, audit};

@@ -3,6 +3,7 @@
 
 mod common;
 
-zerolost_testkit::conformance_suite!(async { common::KafkaBackend::mock() }, async {
-    zerolost_testkit::MemoryStores::new()
-});
+zerolost_testkit::conformance_suite!(
+    async { common::KafkaBackend::mock().expect("mock cluster") },
+    async { zerolost_testkit::MemoryStores::new() }
+);

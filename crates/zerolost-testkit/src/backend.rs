@@ -54,6 +54,10 @@ pub trait Backend: Send + Sync {
     fn patience(&self) -> Duration {
         Duration::from_secs(30)
     }
+    /// Copies of messages stored on `destination`, where the backend can count them.
+    async fn stored(&self, _destination: &str) -> Result<Option<usize>, Error> {
+        Ok(None)
+    }
 }
 
 /// Adds messages to an outbox in the store's own transaction (what an app does with

@@ -1,5 +1,5 @@
-//! End-to-end runs on the in-memory broker, over any outbox and dedupe store, under
-//! seeded faults: a producer enqueues in
+//! End-to-end runs on the in-memory broker (or any [`Backend`]), over any outbox and
+//! dedupe store, under seeded faults: a producer enqueues in
 //! transactions, relays publish (and crash, and are restarted), consumers process with
 //! deduplication, and the verdict is computed by id. The property tests and
 //! `zerolost demo` both run this.
@@ -19,11 +19,12 @@ use zerolost_core::memory::{
 };
 use zerolost_core::{
     Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, ConsumerTotals,
-    DeadLetterPublisher, DedupeStore, Envelope, Error, MessageId, OutboxStatus, OutboxStore,
-    ReconcileReport, Reconciler, Relay, RelayConfig, default_dlq_name,
+    DeadLetterPublisher, DeadLetterSink, DedupeStore, Envelope, Error, MessageId, OutboxStatus,
+    OutboxStore, Publisher, ReconcileReport, Reconciler, Relay, RelayConfig, Subscriber,
+    default_dlq_name,
 };
 
-use crate::{DeadLetter, Enqueue, RecordingHandler, Verdict};
+use crate::{Backend, DeadLetter, Enqueue, RecordingHandler, Verdict};
 
 /// The outbox and dedupe store a scenario runs on (the broker is always the in-memory
 /// one, with its faults).
@@ -52,6 +53,27 @@ impl ScenarioStores {
         }
     }
 }
+
+/// The broker a scenario runs on.
+#[derive(Clone)]
+pub enum ScenarioBroker {
+    /// The in-memory broker, with the run's seeded faults (lost confirms, failed publishes,
+    /// lost acks, relay crashes).
+    Memory,
+    /// Any backend (a real or mock broker); its faults come from outside the scenario
+    /// (`chaos`, run alongside until the scenario ends). The backend must refuse payloads
+    /// larger than [`MAX_MESSAGE_BYTES`] permanently.
+    Backend {
+        /// The broker.
+        backend: Arc<dyn Backend>,
+        /// Injects broker faults until the token is cancelled; returns how many it injected.
+        chaos: Option<Chaos>,
+    },
+}
+
+/// A fault task run beside a scenario: given the stop token, returns the faults injected.
+pub type Chaos =
+    Arc<dyn Fn(CancellationToken) -> futures::future::BoxFuture<'static, u64> + Send + Sync>;
 
 /// Largest payload the scenario's broker accepts; unsendable messages are one byte larger.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -159,6 +181,10 @@ pub struct ScenarioOutcome {
     pub elapsed: Duration,
     /// Whether the deadline passed before every message settled.
     pub timed_out: bool,
+    /// The broker the run used (`memory`, `kafka`, `kafka-mock`, ...).
+    pub broker: String,
+    /// Faults injected into the broker from outside (a backend's chaos task).
+    pub broker_faults: u64,
 }
 
 /// The designated ids of a run.
@@ -171,7 +197,7 @@ struct Plan {
 
 const DESTINATION: &str = "orders";
 
-fn plan(config: &ScenarioConfig) -> Plan {
+fn plan(config: &ScenarioConfig, destination: &str) -> Plan {
     let mut plan = Plan {
         envelopes: Vec::with_capacity(config.messages),
         poison: HashSet::new(),
@@ -189,7 +215,7 @@ fn plan(config: &ScenarioConfig) -> Plan {
                 100 + i % 9_900
             ))
         };
-        let env = Envelope::new(DESTINATION, payload).with_key(format!("customer-{}", i % 97));
+        let env = Envelope::new(destination, payload).with_key(format!("customer-{}", i % 97));
         if unsendable {
             plan.unsendable.insert(env.id);
         } else if every(config.poison_every, i) {
@@ -220,19 +246,127 @@ pub async fn run(
     progress: Arc<Progress>,
     stores: impl FnOnce(Arc<FaultInjector>) -> ScenarioStores,
 ) -> Result<ScenarioOutcome, Error> {
+    run_on(config, progress, ScenarioBroker::Memory, stores).await
+}
+
+/// The broker side of a run, whichever broker it is.
+struct Wiring {
+    destination: String,
+    memory: Option<MemoryBroker>,
+    backend: Option<Arc<dyn Backend>>,
+}
+
+impl Wiring {
+    async fn new(broker: &ScenarioBroker, faults: &Arc<FaultInjector>) -> Result<Self, Error> {
+        Ok(match broker {
+            ScenarioBroker::Memory => {
+                let memory = MemoryBroker::with_faults(faults.clone())
+                    .with_max_message_bytes(MAX_MESSAGE_BYTES);
+                memory.declare(DESTINATION);
+                memory.declare(&default_dlq_name(DESTINATION));
+                Self {
+                    destination: DESTINATION.to_owned(),
+                    memory: Some(memory),
+                    backend: None,
+                }
+            }
+            ScenarioBroker::Backend { backend, .. } => Self {
+                destination: backend.destination().await?,
+                memory: None,
+                backend: Some(backend.clone()),
+            },
+        })
+    }
+
+    fn name(&self) -> String {
+        match &self.backend {
+            Some(backend) => backend.name(),
+            None => "memory".into(),
+        }
+    }
+
+    /// A relay's publisher; the in-memory one reports a relay "crash" on `hook`.
+    async fn relay_publisher(
+        &self,
+        hook: mpsc::UnboundedSender<()>,
+    ) -> Result<Arc<dyn Publisher>, Error> {
+        match (&self.memory, &self.backend) {
+            (Some(memory), _) => Ok(Arc::new(memory.crashing_publisher(hook))),
+            (None, Some(backend)) => backend.publisher().await,
+            (None, None) => Err(Error::Config("scenario without a broker".into())),
+        }
+    }
+
+    async fn subscriber(&self) -> Result<Box<dyn Subscriber>, Error> {
+        match (&self.memory, &self.backend) {
+            (Some(memory), _) => Ok(Box::new(memory.subscribe(&self.destination)?)),
+            (None, Some(backend)) => backend.subscriber(&self.destination).await,
+            (None, None) => Err(Error::Config("scenario without a broker".into())),
+        }
+    }
+
+    async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error> {
+        match (&self.memory, &self.backend) {
+            (Some(memory), _) => Ok(Arc::new(DeadLetterPublisher::new(memory.publisher()))),
+            (None, Some(backend)) => backend.dead_letter_sink().await,
+            (None, None) => Err(Error::Config("scenario without a broker".into())),
+        }
+    }
+
+    async fn dead_letter_ids(&self) -> Result<HashSet<MessageId>, Error> {
+        match (&self.memory, &self.backend) {
+            (Some(memory), _) => Ok(dead_letter_ids(memory)),
+            (None, Some(backend)) => Ok(backend
+                .dead_letters(&self.destination)
+                .await?
+                .into_iter()
+                .filter_map(|d| d.id)
+                .collect()),
+            (None, None) => Ok(HashSet::new()),
+        }
+    }
+
+    /// Nothing left in flight inside the broker (the in-memory broker can tell).
+    fn quiet(&self) -> bool {
+        self.memory
+            .as_ref()
+            .is_none_or(|memory| memory.depth(&self.destination) == (0, 0))
+    }
+
+    async fn stored(&self) -> Result<usize, Error> {
+        match (&self.memory, &self.backend) {
+            (Some(memory), _) => Ok(memory.stored_ids(&self.destination).len()),
+            (None, Some(backend)) => Ok(backend.stored(&self.destination).await?.unwrap_or(0)),
+            (None, None) => Ok(0),
+        }
+    }
+}
+
+/// Runs one scenario on `broker` and the stores `stores` makes (given the run's fault
+/// injector, for stores that take faults).
+pub async fn run_on(
+    config: &ScenarioConfig,
+    progress: Arc<Progress>,
+    broker: ScenarioBroker,
+    stores: impl FnOnce(Arc<FaultInjector>) -> ScenarioStores,
+) -> Result<ScenarioOutcome, Error> {
     let started = Instant::now();
     let faults = Arc::new(FaultInjector::new(config.faults.clone()));
-    let broker =
-        MemoryBroker::with_faults(faults.clone()).with_max_message_bytes(MAX_MESSAGE_BYTES);
-    broker.declare(DESTINATION);
-    broker.declare(&default_dlq_name(DESTINATION));
+    let wiring = Arc::new(Wiring::new(&broker, &faults).await?);
+    let chaos_stop = CancellationToken::new();
+    let chaos_task = match &broker {
+        ScenarioBroker::Backend {
+            chaos: Some(chaos), ..
+        } => Some(tokio::spawn(chaos(chaos_stop.clone()))),
+        _ => None,
+    };
     let ScenarioStores {
         outbox,
         enqueue,
         dedupe,
         ledger,
     } = stores(faults.clone());
-    let plan = plan(config);
+    let plan = plan(config, &wiring.destination);
     let handler = RecordingHandler::new()
         .with_poison(plan.poison.iter().copied())
         .with_permanent(plan.permanent.iter().copied());
@@ -259,7 +393,7 @@ pub async fn run(
     for _ in 0..config.relays {
         let relay = supervise_relay(
             outbox.clone(),
-            broker.clone(),
+            wiring.clone(),
             config.relay.clone(),
             shutdown.clone(),
             restarts.clone(),
@@ -271,10 +405,10 @@ pub async fn run(
         let consumer = Consumer::new(
             dedupe.clone(),
             handler.clone(),
-            DeadLetterPublisher::new(broker.publisher()),
+            wiring.dead_letter_sink().await?,
         )
         .with_config(config.consumer.clone())?;
-        let subscriber = broker.subscribe(DESTINATION)?;
+        let subscriber = wiring.subscriber().await?;
         let stop = shutdown.clone();
         consumers.push(consumer.clone());
         workers.spawn(async move { consumer.run(subscriber, stop).await });
@@ -299,9 +433,10 @@ pub async fn run(
                 Ordering::Relaxed,
             );
             let all_in = pending == 0 && published + parked == config.messages;
-            if all_in && broker.depth(DESTINATION) == (0, 0) {
-                let dead = dead_letter_ids(&broker);
-                if handler.effects().distinct() as usize + dead.len() >= published {
+            let applied = handler.effects().distinct() as usize;
+            if all_in && wiring.quiet() && applied + dead_lettered as usize >= published {
+                let dead = wiring.dead_letter_ids().await?;
+                if applied + dead.len() >= published {
                     break false;
                 }
             }
@@ -313,6 +448,13 @@ pub async fn run(
     };
 
     shutdown.cancel();
+    chaos_stop.cancel();
+    let broker_faults = match chaos_task {
+        Some(task) => task
+            .await
+            .map_err(|e| Error::backend("chaos task", false, e.to_string()))?,
+        None => 0,
+    };
     let mut consumer_totals = ConsumerTotals::default();
     while let Some(joined) = workers.join_next().await {
         match joined {
@@ -335,7 +477,7 @@ pub async fn run(
     let verdict = Verdict::compute(
         &produced,
         &handler.effects().snapshot(),
-        &dead_letter_ids(&broker),
+        &wiring.dead_letter_ids().await?,
         &parked,
         &designated_poison,
         &plan.unsendable,
@@ -353,11 +495,13 @@ pub async fn run(
         faults: faults.counts(),
         relay_restarts: restarts.load(Ordering::Relaxed),
         consumer: consumer_totals,
-        broker_stored: broker.stored_ids(DESTINATION).len(),
+        broker_stored: wiring.stored().await?,
         reconcile,
         leased_after_shutdown: outbox.counts().await?.leased,
         elapsed: started.elapsed(),
         timed_out,
+        broker: wiring.name(),
+        broker_faults,
     })
 }
 
@@ -384,14 +528,14 @@ fn add_totals(sum: &mut ConsumerTotals, t: &ConsumerTotals) {
 /// stay held until they expire) and starts a new relay, as a process supervisor would.
 async fn supervise_relay(
     outbox: Arc<dyn OutboxStore>,
-    broker: MemoryBroker,
+    wiring: Arc<Wiring>,
     config: RelayConfig,
     shutdown: CancellationToken,
     restarts: Arc<AtomicU64>,
 ) -> Result<(), Error> {
     loop {
         let (hook, mut crashed) = mpsc::unbounded_channel();
-        let relay = Relay::new(outbox.clone(), broker.crashing_publisher(hook))
+        let relay = Relay::new(outbox.clone(), wiring.relay_publisher(hook).await?)
             .with_config(config.clone())?;
         let stop = shutdown.clone();
         let mut task = tokio::spawn(async move { relay.run(stop).await });

@@ -1,0 +1,216 @@
+//! Kafka as a [`zerolost_testkit::Backend`] (feature `testkit`): fresh topics with their
+//! `.dlq` per destination, one consumer group per topic, on the mock cluster or a real
+//! broker. Used by this crate's tests, the conformance suite and `zerolost demo --backend
+//! kafka|kafka-mock`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use zerolost_core::{
+    DeadLetterPublisher, DeadLetterSink, Error, Publisher, Subscriber, default_dlq_name,
+};
+use zerolost_testkit::{Backend, DeadLetter};
+
+use crate::mock::MockKafka;
+use crate::{
+    KafkaConfig, KafkaPublisher, KafkaSubscriber, SubscriberOptions, TopicSpec, ensure_topic,
+    topic_contents,
+};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// The single-node test broker's settings: `ZEROLOST_KAFKA_BROKERS`, else 127.0.0.1:19092
+/// (`scripts/services/kafka.sh start single`).
+pub fn single_node_config() -> KafkaConfig {
+    let brokers = zerolost_testkit::service_url("ZEROLOST_KAFKA_BROKERS", "127.0.0.1:19092");
+    KafkaConfig::new(brokers).set("socket.connection.setup.timeout.ms", "3000")
+}
+
+/// Kafka under test: a mock cluster it owns, or a real broker.
+///
+/// ```
+/// use zerolost_kafka::testkit::KafkaBackend;
+/// let backend = KafkaBackend::mock().unwrap(); // 3 mock brokers, topics with 3 replicas
+/// # let _ = backend;
+/// ```
+pub struct KafkaBackend {
+    /// Client settings for the cluster.
+    pub config: KafkaConfig,
+    /// The mock cluster, when this backend runs on one.
+    pub mock: Option<Arc<MockKafka>>,
+    /// How destinations are created.
+    pub spec: TopicSpec,
+}
+
+impl std::fmt::Debug for KafkaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaBackend")
+            .field("brokers", &self.config.brokers())
+            .field("mock", &self.mock.is_some())
+            .finish()
+    }
+}
+
+impl KafkaBackend {
+    /// On a fresh 3-broker mock cluster (topics with 3 replicas).
+    pub fn mock() -> Result<Self, Error> {
+        let mock = MockKafka::start(3)?;
+        Ok(Self {
+            config: mock.config(),
+            mock: Some(Arc::new(mock)),
+            spec: TopicSpec::DURABLE,
+        })
+    }
+
+    /// On a real cluster, creating destinations with `spec`.
+    pub fn real(config: KafkaConfig, spec: TopicSpec) -> Self {
+        Self {
+            config,
+            mock: None,
+            spec,
+        }
+    }
+
+    /// On the single-node test broker, or `None` (skip, loudly) when it is unreachable
+    /// and services are not required.
+    pub async fn single_node() -> Option<Self> {
+        let config = single_node_config();
+        let probe = ensure_topic(&config, "zlt-probe", TopicSpec::SINGLE_NODE).await;
+        zerolost_testkit::require_service("kafka", probe)?;
+        Some(Self::real(config, TopicSpec::SINGLE_NODE))
+    }
+
+    /// A topic name no other destination of this process uses.
+    pub fn fresh_topic(tag: &str) -> String {
+        format!(
+            "zlt-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Creates `topic` with this backend's layout.
+    pub async fn create(&self, topic: &str) -> Result<(), Error> {
+        match &self.mock {
+            Some(mock) => mock.create_topic(topic, self.spec.partitions, self.spec.replication),
+            None => ensure_topic(&self.config, topic, self.spec).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for KafkaBackend {
+    fn name(&self) -> String {
+        if self.mock.is_some() {
+            "kafka-mock"
+        } else {
+            "kafka"
+        }
+        .into()
+    }
+
+    async fn destination(&self) -> Result<String, Error> {
+        let topic = Self::fresh_topic("conf");
+        self.create(&topic).await?;
+        self.create(&default_dlq_name(&topic)).await?;
+        Ok(topic)
+    }
+
+    fn unroutable_destination(&self) -> String {
+        let topic = Self::fresh_topic("never-created");
+        if let Some(mock) = &self.mock
+            && let Err(e) = mock.forbid_topic(&topic)
+        {
+            tracing::warn!(error = %e, "could not make the mock topic unknown");
+        }
+        topic
+    }
+
+    async fn publisher(&self) -> Result<Arc<dyn Publisher>, Error> {
+        let config = self
+            .config
+            .clone()
+            .delivery_timeout(Duration::from_secs(10));
+        Ok(Arc::new(KafkaPublisher::new(&config)?))
+    }
+
+    async fn subscriber(&self, destination: &str) -> Result<Box<dyn Subscriber>, Error> {
+        let options = SubscriberOptions {
+            commit_interval: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let group = format!("{destination}-group");
+        Ok(Box::new(KafkaSubscriber::with_options(
+            &self.config,
+            &group,
+            &[destination],
+            options,
+        )?))
+    }
+
+    async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error> {
+        let publisher = KafkaPublisher::new(&self.config)?;
+        Ok(Arc::new(DeadLetterPublisher::new(publisher)))
+    }
+
+    async fn dead_letters(&self, destination: &str) -> Result<Vec<DeadLetter>, Error> {
+        let topic = default_dlq_name(destination);
+        Ok(topic_contents(&self.config, &topic)
+            .await?
+            .into_iter()
+            .map(DeadLetter::from_incoming)
+            .collect())
+    }
+
+    fn patience(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    async fn stored(&self, destination: &str) -> Result<Option<usize>, Error> {
+        Ok(Some(topic_contents(&self.config, destination).await?.len()))
+    }
+}
+
+impl KafkaBackend {
+    /// For a mock cluster, a fault task for [`zerolost_testkit::scenario`]: every second
+    /// one produce request fails (`NOT_ENOUGH_REPLICAS`, `REQUEST_TIMED_OUT` or
+    /// `NOT_LEADER_FOR_PARTITION` in turn: the idempotent producer retries them), and every
+    /// fourth second one broker goes down for 300 ms. `None` on a real cluster.
+    pub fn mock_chaos(&self) -> Option<zerolost_testkit::scenario::Chaos> {
+        use rdkafka::types::RDKafkaRespErr::*;
+        const ERRORS: [rdkafka::types::RDKafkaRespErr; 3] = [
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        ];
+        let mock = self.mock.clone()?;
+        Some(Arc::new(move |stop: zerolost_core::CancellationToken| {
+            let mock = mock.clone();
+            Box::pin(async move {
+                let mut injected = 0u64;
+                let mut round = 0usize;
+                while !stop.is_cancelled() {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    round += 1;
+                    if mock.fail_produce_requests(&[ERRORS[round % 3]]).is_ok() {
+                        injected += 1;
+                    }
+                    if round.is_multiple_of(4) {
+                        let broker = (round / 4 % 3) as i32 + 1;
+                        if mock.broker_down(broker).is_ok() {
+                            injected += 1;
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            let _ = mock.broker_up(broker);
+                        }
+                    }
+                }
+                injected
+            }) as futures::future::BoxFuture<'static, u64>
+        }))
+    }
+}

@@ -82,7 +82,9 @@ fn the_table_names_the_seed_and_the_verdict() {
     let (code, stdout, _) = demo(&["--messages", "500", "--seed", "5"]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("seed 5"), "{stdout}");
-    assert!(stdout.contains("replay with: zerolost demo --messages 500 --faults default --seed 5"));
+    assert!(stdout.contains(
+        "replay with: zerolost demo --backend memory --messages 500 --faults default --seed 5"
+    ));
     assert!(stdout.contains("verdict: OK"), "{stdout}");
 }
 

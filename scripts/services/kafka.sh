@@ -82,6 +82,9 @@ log.segment.bytes=67108864
 num.network.threads=2
 num.io.threads=2
 background.threads=2
+# A dead follower leaves the in-sync set after 5 s (default 30 s), so a topic that needs
+# more in-sync replicas than remain answers NOT_ENOUGH_REPLICAS quickly in chaos tests.
+replica.lag.time.max.ms=5000
 EOF
 }
 

@@ -48,18 +48,48 @@ fn kafka_sh(args: &[&str]) {
     assert!(status.success(), "kafka.sh {args:?} failed");
 }
 
-fn leader_of(publisher: &KafkaPublisher, topic: &str, partition: i32) -> i32 {
+/// Leader, replicas and in-sync replicas of one partition.
+fn partition_state(
+    publisher: &KafkaPublisher,
+    topic: &str,
+    partition: i32,
+) -> (i32, Vec<i32>, Vec<i32>) {
     let metadata = publisher
         .producer()
         .client()
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    metadata.topics()[0]
+    let p = metadata.topics()[0]
         .partitions()
         .iter()
         .find(|p| p.id() == partition)
-        .expect("partition")
-        .leader()
+        .expect("partition");
+    (p.leader(), p.replicas().to_vec(), p.isr().to_vec())
+}
+
+/// Starts any node a failed test left down (idempotent: running nodes are left alone).
+fn heal() {
+    kafka_sh(&["start", "cluster"]);
+}
+
+fn leader_of(publisher: &KafkaPublisher, topic: &str, partition: i32) -> i32 {
+    partition_state(publisher, topic, partition).0
+}
+
+/// Waits until partition 0 of `topic` has `n` in-sync replicas.
+async fn wait_for_isr(publisher: &KafkaPublisher, topic: &str, n: usize) {
+    let started = Instant::now();
+    loop {
+        let (_, _, isr) = partition_state(publisher, topic, 0);
+        if isr.len() == n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "ISR {isr:?} never reached {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Counts handler calls per id.
@@ -128,6 +158,7 @@ async fn audit_passes_durable_topics_and_flags_weak_ones() {
         return;
     };
     let _one_at_a_time = CLUSTER.lock().await;
+    heal();
     let durable = fresh_topic("durable");
     ensure_topic(&config, &durable, TopicSpec::DURABLE)
         .await
@@ -165,6 +196,7 @@ async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
         return;
     };
     let _one_at_a_time = CLUSTER.lock().await;
+    heal();
     let config = config.delivery_timeout(Duration::from_secs(20));
     let topic = fresh_topic("kill");
     ensure_topic(&config, &topic, TopicSpec::DURABLE)
@@ -250,6 +282,7 @@ async fn two_nodes_down_keeps_rows_in_the_outbox_until_they_return() {
         return;
     };
     let _one_at_a_time = CLUSTER.lock().await;
+    heal();
     let config = config.delivery_timeout(Duration::from_secs(4));
     let topic = fresh_topic("outage");
     ensure_topic(&config, &topic, TopicSpec::DURABLE)
@@ -327,4 +360,92 @@ async fn two_nodes_down_keeps_rows_in_the_outbox_until_they_return() {
         envelopes.iter().all(|e| ids.contains(&e.id.to_string())),
         "every row is on the topic"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_in_sync_replicas_is_retryable_not_enough_replicas() {
+    let Some(config) = cluster().await else {
+        return;
+    };
+    let _one_at_a_time = CLUSTER.lock().await;
+    heal();
+    let config = config.delivery_timeout(Duration::from_secs(4));
+    let topic = fresh_topic("isr");
+    // Every replica must be in sync: losing one follower leaves too few.
+    let all_three = TopicSpec {
+        partitions: 1,
+        replication: 3,
+        min_insync: 3,
+    };
+    ensure_topic(&config, &topic, all_three)
+        .await
+        .expect("topic");
+    let publisher = KafkaPublisher::new(&config).expect("publisher");
+    publisher
+        .publish(&Envelope::new(&topic, "warm-up"))
+        .await
+        .expect("healthy cluster");
+    let (leader, replicas, _) = partition_state(&publisher, &topic, 0);
+    let follower = *replicas.iter().find(|r| **r != leader).expect("a follower");
+    kafka_sh(&["kill", &follower.to_string()]);
+    wait_for_isr(&publisher, &topic, 2).await;
+
+    let outbox = Arc::new(MemoryOutbox::new());
+    let envelopes: Vec<Envelope> = (0..50)
+        .map(|i| Envelope::new(&topic, format!("{i}")))
+        .collect();
+    outbox.enqueue_batch(&envelopes).expect("enqueue");
+    let relay = Relay::new(outbox.clone(), publisher.clone())
+        .with_config(RelayConfig {
+            batch_size: 50,
+            max_attempts: 1000,
+            backoff: zerolost_core::Backoff::exponential(
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+            ),
+            ..RelayConfig::default()
+        })
+        .expect("relay");
+    let round = relay.run_once().await.expect("round");
+    assert_eq!(
+        (round.published, round.parked, round.rescheduled),
+        (0, 0, 50),
+        "{round:?}"
+    );
+    let err = publisher
+        .publish(&Envelope::new(&topic, "probe"))
+        .await
+        .expect_err("too few in sync");
+    // The broker answers NOT_ENOUGH_REPLICAS; the idempotent producer retries that inside
+    // librdkafka until the delivery timeout, so the caller sees a retryable timeout. The
+    // broker's own log shows the answer it gave.
+    assert!(err.is_retryable(), "{err}");
+    let state = std::env::var("ZEROLOST_STATE_DIR").unwrap_or_else(|_| "/var/tmp/zerolost".into());
+    let log = std::fs::read_to_string(format!("{state}/kafka/cluster/node{leader}/server.log"))
+        .unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("NotEnoughReplicasException") && l.contains(&topic)),
+        "the leader (node {leader}) refused appends with NOT_ENOUGH_REPLICAS"
+    );
+
+    kafka_sh(&["restart-node", &follower.to_string()]);
+    wait_for_isr(&publisher, &topic, 3).await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { relay.run(stop).await }
+    });
+    let started = Instant::now();
+    while outbox.counts().1 < envelopes.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "did not drain: {:?}",
+            outbox.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.expect("task").expect("relay");
+    assert_eq!(outbox.counts(), (0, 50, 0));
 }

@@ -81,7 +81,19 @@ fn read_to_end(config: &KafkaConfig, topic: &str) -> Result<Vec<Incoming>, Error
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.map_err(client_error("read"))?;
+        let message = match message {
+            Ok(message) => message,
+            Err(source) => {
+                let error = KafkaError::Client {
+                    operation: "read",
+                    source,
+                };
+                if error.is_retryable() {
+                    continue; // a broker dropped out; librdkafka reconnects, the deadline bounds it
+                }
+                return Err(error.into());
+            }
+        };
         let mut headers = BTreeMap::new();
         if let Some(h) = message.headers() {
             for header in h.iter() {

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
-use rdkafka::mocking::MockCluster;
+use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use zerolost_core::Error;
 
@@ -19,6 +19,7 @@ enum Command {
     BrokerUp(i32, Reply),
     ProduceErrors(Vec<RDKafkaRespErr>, Reply),
     TopicError(String, RDKafkaRespErr, Reply),
+    GroupCoordinator(String, i32, Reply),
     Stop,
 }
 
@@ -100,6 +101,13 @@ impl MockKafka {
                                     .map_err(mock_error("set a mock topic error")),
                             );
                         }
+                        Command::GroupCoordinator(group, broker, reply) => {
+                            let _ = reply.send(
+                                cluster
+                                    .coordinator(MockCoordinator::Group(group), broker)
+                                    .map_err(mock_error("set a mock group coordinator")),
+                            );
+                        }
                         Command::Stop => break,
                     }
                 }
@@ -166,6 +174,12 @@ impl MockKafka {
     pub fn topic_error(&self, topic: &str, error: RDKafkaRespErr) -> Result<(), Error> {
         let topic = topic.to_owned();
         self.call(|reply| Command::TopicError(topic, error, reply))
+    }
+
+    /// Makes broker `broker` the coordinator of consumer group `group`.
+    pub fn set_group_coordinator(&self, group: &str, broker: i32) -> Result<(), Error> {
+        let group = group.to_owned();
+        self.call(|reply| Command::GroupCoordinator(group, broker, reply))
     }
 
     /// Makes `topic` unknown to the cluster, as on brokers without auto-creation.

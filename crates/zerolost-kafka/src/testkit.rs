@@ -21,6 +21,9 @@ use crate::{
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
+/// The mock broker that coordinates consumer groups; chaos leaves it up.
+const COORDINATOR: i32 = 1;
+
 /// The single-node test broker's settings: `ZEROLOST_KAFKA_BROKERS`, else 127.0.0.1:19092
 /// (`scripts/services/kafka.sh start single`).
 pub fn single_node_config() -> KafkaConfig {
@@ -142,6 +145,10 @@ impl Backend for KafkaBackend {
             ..Default::default()
         };
         let group = format!("{destination}-group");
+        if let Some(mock) = &self.mock {
+            // The chaos task never takes broker 1 down: the group keeps its coordinator.
+            mock.set_group_coordinator(&group, COORDINATOR)?;
+        }
         Ok(Box::new(KafkaSubscriber::with_options(
             &self.config,
             &group,
@@ -177,7 +184,8 @@ impl KafkaBackend {
     /// For a mock cluster, a fault task for [`zerolost_testkit::scenario`]: every second
     /// one produce request fails (`NOT_ENOUGH_REPLICAS`, `REQUEST_TIMED_OUT` or
     /// `NOT_LEADER_FOR_PARTITION` in turn: the idempotent producer retries them), and every
-    /// fourth second one broker goes down for 300 ms. `None` on a real cluster.
+    /// fourth second broker 2 or 3 (partition leaders, not the group coordinator) goes down
+    /// for 300 ms. `None` on a real cluster.
     pub fn mock_chaos(&self) -> Option<zerolost_testkit::scenario::Chaos> {
         use rdkafka::types::RDKafkaRespErr::*;
         const ERRORS: [rdkafka::types::RDKafkaRespErr; 3] = [
@@ -201,7 +209,7 @@ impl KafkaBackend {
                         injected += 1;
                     }
                     if round.is_multiple_of(4) {
-                        let broker = (round / 4 % 3) as i32 + 1;
+                        let broker = if (round / 4).is_multiple_of(2) { 2 } else { 3 };
                         if mock.broker_down(broker).is_ok() {
                             injected += 1;
                             tokio::time::sleep(Duration::from_millis(300)).await;

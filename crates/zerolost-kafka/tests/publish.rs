@@ -133,6 +133,19 @@ fn unsafe_producer_settings_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_consumer_settings_are_refused() {
+    for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+        let config = KafkaConfig::new("127.0.0.1:1").set(key, "true");
+        let err =
+            zerolost_kafka::KafkaSubscriber::new(&config, "g", &["orders"]).expect_err("refused");
+        assert!(
+            matches!(err, Error::UnsafeConfig { ref setting, .. } if setting.starts_with(key)),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_broker_stores_every_message_once() {
     let Some(config) = common::single_node().await else {
         return;

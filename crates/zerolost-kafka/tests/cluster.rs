@@ -449,3 +449,104 @@ async fn too_few_in_sync_replicas_is_retryable_not_enough_replicas() {
     task.await.expect("task").expect("relay");
     assert_eq!(outbox.counts(), (0, 50, 0));
 }
+
+/// Java's `String.hashCode`; Kafka puts a group's coordinator on the leader of
+/// `__consumer_offsets` partition `(hash & 0x7fffffff) % partitions` (6 on the test cluster).
+fn java_hash(text: &str) -> i32 {
+    text.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_coordinator_killed_mid_consumption_loses_and_doubles_nothing() {
+    const N: usize = 20_000;
+    let Some(config) = cluster().await else {
+        return;
+    };
+    let _one_at_a_time = CLUSTER.lock().await;
+    heal();
+    let config = config.set("session.timeout.ms", "6000");
+    let topic = fresh_topic("coordinator");
+    ensure_topic(&config, &topic, TopicSpec::DURABLE)
+        .await
+        .expect("topic");
+    ensure_topic(
+        &config,
+        &zerolost_core::default_dlq_name(&topic),
+        TopicSpec::DURABLE,
+    )
+    .await
+    .expect("dlq");
+    let publisher = KafkaPublisher::new(&config).expect("publisher");
+    let envelopes: Vec<Envelope> = (0..N)
+        .map(|i| Envelope::new(&topic, format!("{i}")))
+        .collect();
+    for chunk in envelopes.chunks(1000) {
+        for result in publisher.publish_batch(chunk).await {
+            result.expect("confirmed");
+        }
+    }
+    let group = format!("{topic}-verdict");
+    let offsets_partition = (java_hash(&group) & 0x7fff_ffff) % 6;
+    let coordinator = partition_state(&publisher, "__consumer_offsets", offsets_partition).0;
+
+    let effects = Arc::new(CountEffects::default());
+    let dedupe = Arc::new(MemoryDedupe::new());
+    let consumer = Consumer::new(
+        dedupe.clone(),
+        effects.clone(),
+        DeadLetterPublisher::new(publisher.clone()),
+    )
+    .with_config(zerolost_core::ConsumerConfig {
+        concurrency: 16,
+        ..test_consumer_config()
+    })
+    .expect("consumer");
+    let subscriber = KafkaSubscriber::new(&config, &group, &[&topic]).expect("subscriber");
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        async move { consumer.run(subscriber, stop).await }
+    });
+    let finished = async || {
+        dedupe
+            .finished(None)
+            .await
+            .map(|s| s.entries.len())
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    while finished().await < N / 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "consumption did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "killing node {coordinator} (coordinator of {group}) at {} done",
+        finished().await
+    );
+    kafka_sh(&["kill", &coordinator.to_string()]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    kafka_sh(&["restart-node", &coordinator.to_string()]);
+    while finished().await < N {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "stalled at {} of {N} after the coordinator's restart",
+            finished().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    task.await.expect("task").expect("consumer");
+    let calls = effects.0.lock().expect("lock").clone();
+    let doubled = calls.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "verdict: {} applied, duplicate effects {doubled}, suppressed {}",
+        calls.len(),
+        consumer.totals().duplicates
+    );
+    assert_eq!(calls.len(), N, "every message applied");
+    assert_eq!(doubled, 0, "none twice");
+}

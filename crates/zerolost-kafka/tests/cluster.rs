@@ -198,17 +198,7 @@ async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
     let _one_at_a_time = CLUSTER.lock().await;
     heal();
     let config = config.delivery_timeout(Duration::from_secs(20));
-    let topic = fresh_topic("kill");
-    ensure_topic(&config, &topic, TopicSpec::DURABLE)
-        .await
-        .expect("topic");
-    ensure_topic(
-        &config,
-        &zerolost_core::default_dlq_name(&topic),
-        TopicSpec::DURABLE,
-    )
-    .await
-    .expect("dlq");
+    let topic = common::topic_with_dlq(&config, "kill", TopicSpec::DURABLE).await;
     let outbox = Arc::new(MemoryOutbox::new());
     let envelopes: Vec<Envelope> = (0..N)
         .map(|i| Envelope::new(&topic, format!("{{\"n\":{i}}}")))
@@ -466,17 +456,7 @@ async fn group_coordinator_killed_mid_consumption_loses_and_doubles_nothing() {
     let _one_at_a_time = CLUSTER.lock().await;
     heal();
     let config = config.set("session.timeout.ms", "6000");
-    let topic = fresh_topic("coordinator");
-    ensure_topic(&config, &topic, TopicSpec::DURABLE)
-        .await
-        .expect("topic");
-    ensure_topic(
-        &config,
-        &zerolost_core::default_dlq_name(&topic),
-        TopicSpec::DURABLE,
-    )
-    .await
-    .expect("dlq");
+    let topic = common::topic_with_dlq(&config, "coordinator", TopicSpec::DURABLE).await;
     let publisher = KafkaPublisher::new(&config).expect("publisher");
     let envelopes: Vec<Envelope> = (0..N)
         .map(|i| Envelope::new(&topic, format!("{i}")))

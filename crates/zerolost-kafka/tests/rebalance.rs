@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use common::fresh_topic;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use zerolost_core::memory::MemoryDedupe;
@@ -16,9 +15,7 @@ use zerolost_core::{
     CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, DeadLetterPublisher, Envelope,
     Handler, HandlerError, Publisher,
 };
-use zerolost_kafka::{
-    GroupEvent, KafkaPublisher, KafkaSubscriber, SubscriberOptions, TopicSpec, ensure_topic,
-};
+use zerolost_kafka::{GroupEvent, KafkaPublisher, KafkaSubscriber, SubscriberOptions, TopicSpec};
 use zerolost_testkit::conformance::test_consumer_config;
 
 const N: usize = 3_000;
@@ -80,17 +77,7 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
         return;
     };
     let config = config.set("session.timeout.ms", "6000");
-    let topic = fresh_topic("rebalance");
-    ensure_topic(&config, &topic, TopicSpec::SINGLE_NODE)
-        .await
-        .expect("topic");
-    ensure_topic(
-        &config,
-        &zerolost_core::default_dlq_name(&topic),
-        TopicSpec::SINGLE_NODE,
-    )
-    .await
-    .expect("dlq");
+    let topic = common::topic_with_dlq(&config, "rebalance", TopicSpec::SINGLE_NODE).await;
     let publisher = KafkaPublisher::new(&config).expect("publisher");
     let envelopes: Vec<Envelope> = (0..N)
         .map(|i| Envelope::new(&topic, format!("{i}")).with_key(format!("account-{}", i % 50)))

@@ -98,3 +98,13 @@ pub async fn read_topic(
     }
     records
 }
+
+/// A fresh topic tagged `tag` and its `.dlq`, both created with `spec`.
+pub async fn topic_with_dlq(config: &KafkaConfig, tag: &str, spec: TopicSpec) -> String {
+    let topic = fresh_topic(tag);
+    ensure_topic(config, &topic, spec).await.expect("topic");
+    ensure_topic(config, &zerolost_core::default_dlq_name(&topic), spec)
+        .await
+        .expect("dlq");
+    topic
+}

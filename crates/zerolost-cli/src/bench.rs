@@ -116,13 +116,13 @@ impl Publisher for NoopPublisher {
 }
 
 /// A fresh outbox for one measurement run, and how to drop it.
-pub(crate) struct Fresh {
-    pub(crate) outbox: Arc<dyn OutboxStore>,
-    pub(crate) enqueue: Arc<dyn Enqueue>,
-    pub(crate) drop: std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
+struct Fresh {
+    outbox: Arc<dyn OutboxStore>,
+    enqueue: Arc<dyn Enqueue>,
+    drop: std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>,
 }
 
-pub(crate) async fn fresh(target: BenchTarget, url: &str) -> Result<Fresh, Error> {
+async fn fresh(target: BenchTarget, url: &str) -> Result<Fresh, Error> {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tables = Tables::default().with_prefix(&format!("zlbench_{}_{n}_", std::process::id()))?;
@@ -227,18 +227,33 @@ async fn relay_run(
     batch: usize,
     relays: usize,
 ) -> Result<Duration, Error> {
-    let fresh = fresh(target, url).await?;
-    for chunk in envelopes(rows).chunks(1000) {
-        fresh.enqueue.enqueue(chunk).await?;
-    }
     let config = RelayConfig {
         batch_size: batch,
         ..RelayConfig::default()
     };
+    timed_drain(target, url, &envelopes(rows), NoopPublisher, config, relays).await
+}
+
+/// Enqueues `batch` into a fresh outbox of `target`, then times `rounds` relay rounds in
+/// flight at once (leases are exclusive, as with that many relays) draining it through
+/// `publisher`; drops the outbox. Fails unless every row was published.
+pub(crate) async fn timed_drain(
+    target: BenchTarget,
+    url: &str,
+    batch: &[Envelope],
+    publisher: impl Publisher + 'static,
+    config: RelayConfig,
+    rounds: usize,
+) -> Result<Duration, Error> {
+    let fresh = fresh(target, url).await?;
+    for chunk in batch.chunks(1000) {
+        fresh.enqueue.enqueue(chunk).await?;
+    }
+    let relay = Arc::new(Relay::new(fresh.outbox.clone(), publisher).with_config(config)?);
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..relays.max(1) {
-        let relay = Relay::new(fresh.outbox.clone(), NoopPublisher).with_config(config.clone())?;
+    for _ in 0..rounds.max(1) {
+        let relay = relay.clone();
         workers.spawn(async move {
             let mut published = 0;
             loop {
@@ -256,9 +271,9 @@ async fn relay_run(
     }
     let elapsed = started.elapsed();
     fresh.drop.await?;
-    if published != rows {
+    if published != batch.len() {
         return Err(Error::Invalid {
-            reason: format!("the relays published {published} of {rows} rows"),
+            reason: format!("the relays published {published} of {} rows", batch.len()),
         });
     }
     Ok(elapsed)

@@ -15,12 +15,12 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use zerolost_core::{
     CancellationToken, Consumer, ConsumerConfig, DeadLetterPublisher, DedupeStore, Envelope, Error,
-    Handler, HandlerError, Relay, RelayConfig, default_dlq_name,
+    Handler, HandlerError, RelayConfig, default_dlq_name,
 };
 use zerolost_kafka::mock::MockKafka;
 use zerolost_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber, TopicSpec, ensure_topic};
 
-use crate::bench::{BenchTarget, envelopes, fresh};
+use crate::bench::{BenchTarget, envelopes, timed_drain};
 
 /// Which broker `zerolost bench --backend` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -135,56 +135,6 @@ async fn raw_produce(
         }
     }
     Ok(started.elapsed())
-}
-
-/// The zerolost relay draining `batch` from a fresh outbox through `publisher`.
-async fn relay_produce(
-    bench: &BrokerBench,
-    config: &KafkaConfig,
-    batch: &[Envelope],
-) -> Result<Duration, Error> {
-    let fresh = fresh(bench.outbox, &bench.outbox_url).await?;
-    for chunk in batch.chunks(1000) {
-        fresh.enqueue.enqueue(chunk).await?;
-    }
-    let publisher = KafkaPublisher::new(config)?;
-    let relay = Relay::new(fresh.outbox.clone(), publisher).with_config(RelayConfig {
-        batch_size: RELAY_BATCH,
-        ..RelayConfig::default()
-    })?;
-    let relay = Arc::new(relay);
-    let started = Instant::now();
-    // Several rounds in flight at once (leases are exclusive, as with several relays), so
-    // one round's confirms overlap the next round's lease.
-    let mut rounds = tokio::task::JoinSet::new();
-    for _ in 0..RELAY_ROUNDS_IN_FLIGHT {
-        let relay = relay.clone();
-        rounds.spawn(async move {
-            let mut published = 0;
-            loop {
-                let round = relay.run_once().await?;
-                if round.leased == 0 {
-                    return Ok::<usize, Error>(published);
-                }
-                published += round.published;
-            }
-        });
-    }
-    let mut published = 0;
-    while let Some(done) = rounds.join_next().await {
-        published += done.map_err(|e| Error::backend("relay task", false, e.to_string()))??;
-    }
-    let elapsed = started.elapsed();
-    fresh.drop.await?;
-    if published != batch.len() {
-        return Err(Error::Invalid {
-            reason: format!(
-                "the relay published {published} of {} messages",
-                batch.len()
-            ),
-        });
-    }
-    Ok(elapsed)
 }
 
 /// Raw consume + commit: read `n` records, committing asynchronously every 1,000 and
@@ -339,7 +289,19 @@ pub async fn run(bench: BrokerBench) -> Result<ExitCode, Error> {
         "relay: zerolost relay from the {:?} outbox ...",
         bench.outbox
     );
-    let zl_relay = relay_produce(&bench, &config, &zl_batch).await?;
+    let relay_config = RelayConfig {
+        batch_size: RELAY_BATCH,
+        ..RelayConfig::default()
+    };
+    let zl_relay = timed_drain(
+        bench.outbox,
+        &bench.outbox_url,
+        &zl_batch,
+        KafkaPublisher::new(&config)?,
+        relay_config,
+        RELAY_ROUNDS_IN_FLIGHT,
+    )
+    .await?;
     eprintln!("consume: raw consume + commit ...");
     let raw_consumed = raw_consume(&config, &raw_topic, n).await?;
     eprintln!(

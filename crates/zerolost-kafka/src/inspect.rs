@@ -3,13 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use zerolost_core::{Error, Incoming};
 
-use crate::{KafkaConfig, KafkaError};
+use crate::{KafkaConfig, KafkaError, subscriber};
 
 /// Every record of `topic` up to its current end (the high watermark of each partition
 /// when the call starts), without joining a consumer group or committing anything. Each
@@ -94,28 +92,7 @@ fn read_to_end(config: &KafkaConfig, topic: &str) -> Result<Vec<Incoming>, Error
                 return Err(error.into());
             }
         };
-        let mut headers = BTreeMap::new();
-        if let Some(h) = message.headers() {
-            for header in h.iter() {
-                let value = header
-                    .value
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
-                headers.insert(header.key.to_owned(), value.unwrap_or_default());
-            }
-        }
-        records.push(Incoming {
-            destination: topic.to_owned(),
-            key: message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers,
-            native_id: Some(format!(
-                "{topic}/{}/{}",
-                message.partition(),
-                message.offset()
-            )),
-            payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-        });
+        records.push(subscriber::record(&message));
         if ends
             .get(&message.partition())
             .is_some_and(|end| message.offset() + 1 >= *end)

@@ -12,13 +12,12 @@ use common::fresh_topic;
 use rdkafka::producer::Producer;
 use zerolost_core::memory::{MemoryDedupe, MemoryOutbox};
 use zerolost_core::{
-    CancellationToken, Consumer, ConsumerLedger, DeadLetterPublisher, Envelope, Handler,
-    HandlerError, Publisher, Relay, RelayConfig,
+    Consumer, DeadLetterPublisher, Envelope, Handler, HandlerError, Publisher, Relay, RelayConfig,
 };
 use zerolost_kafka::{
     KafkaConfig, KafkaPublisher, KafkaSubscriber, TopicSpec, audit, ensure_topic,
 };
-use zerolost_testkit::conformance::test_consumer_config;
+use zerolost_testkit::conformance::{eventually_every, test_consumer_config};
 
 /// One cluster test at a time: they stop and kill nodes.
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -32,6 +31,15 @@ async fn cluster() -> Option<KafkaConfig> {
     let probe = ensure_topic(&config, "zlt-probe", TopicSpec::DURABLE).await;
     zerolost_testkit::require_service("kafka cluster", probe)?;
     Some(config)
+}
+
+/// The cluster, held for this test alone, with every node up (a failed test may have left
+/// one down); `None` (skip) when unreachable and not required.
+async fn exclusive_cluster() -> Option<(KafkaConfig, tokio::sync::MutexGuard<'static, ()>)> {
+    let config = cluster().await?;
+    let guard = CLUSTER.lock().await;
+    heal();
+    Some((config, guard))
 }
 
 /// Runs `scripts/services/kafka.sh` with `args` (kill / restart-node).
@@ -78,18 +86,13 @@ fn leader_of(publisher: &KafkaPublisher, topic: &str, partition: i32) -> i32 {
 
 /// Waits until partition 0 of `topic` has `n` in-sync replicas.
 async fn wait_for_isr(publisher: &KafkaPublisher, topic: &str, n: usize) {
-    let started = Instant::now();
-    loop {
-        let (_, _, isr) = partition_state(publisher, topic, 0);
-        if isr.len() == n {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "ISR {isr:?} never reached {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        &format!("{n} in-sync replicas"),
+        async || partition_state(publisher, topic, 0).2.len() == n,
+    )
+    .await;
 }
 
 /// Counts handler calls per id.
@@ -127,38 +130,24 @@ async fn effects_of(config: &KafkaConfig, topic: &str, n: usize) -> (HashMap<Str
     .expect("consumer");
     let subscriber =
         KafkaSubscriber::new(config, &format!("{topic}-verdict"), &[topic]).expect("subscriber");
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop) = (consumer.clone(), stop.clone());
-        async move { consumer.run(subscriber, stop).await }
-    });
-    let started = Instant::now();
-    while dedupe
-        .finished(None)
-        .await
-        .map(|s| s.entries.len())
-        .unwrap_or(0)
-        < n
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "consuming {n} messages took too long"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    stop.cancel();
-    task.await.expect("task").expect("consumer");
+    let running = common::spawn_consumer(&consumer, subscriber);
+    eventually_every(
+        Duration::from_secs(180),
+        Duration::from_millis(200),
+        "every message consumed",
+        async || common::finished(&*dedupe).await >= n,
+    )
+    .await;
+    running.stop().await;
     let calls = effects.0.lock().expect("lock").clone();
     (calls, consumer.totals().duplicates)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_passes_durable_topics_and_flags_weak_ones() {
-    let Some(config) = cluster().await else {
+    let Some((config, _one_at_a_time)) = exclusive_cluster().await else {
         return;
     };
-    let _one_at_a_time = CLUSTER.lock().await;
-    heal();
     let durable = fresh_topic("durable");
     ensure_topic(&config, &durable, TopicSpec::DURABLE)
         .await
@@ -192,11 +181,9 @@ async fn audit_passes_durable_topics_and_flags_weak_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
     const N: usize = 100_000;
-    let Some(config) = cluster().await else {
+    let Some((config, _one_at_a_time)) = exclusive_cluster().await else {
         return;
     };
-    let _one_at_a_time = CLUSTER.lock().await;
-    heal();
     let config = config.delivery_timeout(Duration::from_secs(20));
     let topic = common::topic_with_dlq(&config, "kill", TopicSpec::DURABLE).await;
     let outbox = Arc::new(MemoryOutbox::new());
@@ -212,36 +199,28 @@ async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
             ..RelayConfig::default()
         })
         .expect("relay");
-    let stop = CancellationToken::new();
-    let relay_task = tokio::spawn({
-        let stop = stop.clone();
-        async move { relay.run(stop).await }
-    });
-    let started = Instant::now();
-    while outbox.counts().1 < N / 5 {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "relay too slow: {:?}",
-            outbox.counts()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let running = common::spawn_relay(relay);
+    eventually_every(
+        Duration::from_secs(120),
+        Duration::from_millis(20),
+        "a fifth of the rows relayed",
+        async || outbox.counts().1 >= N / 5,
+    )
+    .await;
     let victim = leader_of(&publisher, &topic, 0);
     eprintln!(
         "killing node {victim} (leader of partition 0) at {:?}",
         outbox.counts()
     );
     kafka_sh(&["kill", &victim.to_string()]);
-    while outbox.counts().0 > 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "relay stuck: {:?}",
-            outbox.counts()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.cancel();
-    let totals = relay_task.await.expect("task").expect("relay");
+    eventually_every(
+        Duration::from_secs(300),
+        Duration::from_millis(50),
+        "every row relayed after the leader's death",
+        async || outbox.counts().0 == 0,
+    )
+    .await;
+    let totals = running.stop().await;
     kafka_sh(&["restart-node", &victim.to_string()]);
     let (pending, published, parked) = outbox.counts();
     assert_eq!(
@@ -268,11 +247,9 @@ async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_down_keeps_rows_in_the_outbox_until_they_return() {
-    let Some(config) = cluster().await else {
+    let Some((config, _one_at_a_time)) = exclusive_cluster().await else {
         return;
     };
-    let _one_at_a_time = CLUSTER.lock().await;
-    heal();
     let config = config.delivery_timeout(Duration::from_secs(4));
     let topic = fresh_topic("outage");
     ensure_topic(&config, &topic, TopicSpec::DURABLE)
@@ -286,22 +263,7 @@ async fn two_nodes_down_keeps_rows_in_the_outbox_until_they_return() {
 
     kafka_sh(&["kill", "2"]);
     kafka_sh(&["kill", "3"]);
-    let outbox = Arc::new(MemoryOutbox::new());
-    let envelopes: Vec<Envelope> = (0..200)
-        .map(|i| Envelope::new(&topic, format!("{i}")))
-        .collect();
-    outbox.enqueue_batch(&envelopes).expect("enqueue");
-    let relay = Relay::new(outbox.clone(), publisher.clone())
-        .with_config(RelayConfig {
-            batch_size: 200,
-            max_attempts: 1000,
-            backoff: zerolost_core::Backoff::exponential(
-                Duration::from_millis(100),
-                Duration::from_millis(500),
-            ),
-            ..RelayConfig::default()
-        })
-        .expect("relay");
+    let (outbox, envelopes, relay) = patient_relay(&publisher, &topic, 200);
     let round = relay.run_once().await.expect("round");
     assert_eq!(
         round.published, 0,
@@ -319,46 +281,28 @@ async fn two_nodes_down_keeps_rows_in_the_outbox_until_they_return() {
 
     kafka_sh(&["restart-node", "2"]);
     kafka_sh(&["restart-node", "3"]);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move { relay.run(stop).await }
-    });
-    let started = Instant::now();
-    while outbox.counts().1 < envelopes.len() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "did not drain: {:?}",
-            outbox.counts()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.cancel();
-    task.await.expect("task").expect("relay");
+    drain(relay, &outbox, Duration::from_secs(120)).await;
     assert_eq!(
         outbox.counts(),
         (0, 200, 0),
         "drained by itself, nothing parked"
     );
-    let ids: HashSet<_> = zerolost_kafka::topic_contents(&config, &topic)
+    let ids: HashSet<_> = common::read_topic(&config, &topic)
         .await
-        .expect("read")
         .into_iter()
-        .filter_map(|m| m.headers.get(zerolost_core::MESSAGE_ID_HEADER).cloned())
+        .map(|r| r.id)
         .collect();
     assert!(
-        envelopes.iter().all(|e| ids.contains(&e.id.to_string())),
+        envelopes.iter().all(|e| ids.contains(&e.id)),
         "every row is on the topic"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_few_in_sync_replicas_is_retryable_not_enough_replicas() {
-    let Some(config) = cluster().await else {
+    let Some((config, _one_at_a_time)) = exclusive_cluster().await else {
         return;
     };
-    let _one_at_a_time = CLUSTER.lock().await;
-    heal();
     let config = config.delivery_timeout(Duration::from_secs(4));
     let topic = fresh_topic("isr");
     // Every replica must be in sync: losing one follower leaves too few.
@@ -380,22 +324,7 @@ async fn too_few_in_sync_replicas_is_retryable_not_enough_replicas() {
     kafka_sh(&["kill", &follower.to_string()]);
     wait_for_isr(&publisher, &topic, 2).await;
 
-    let outbox = Arc::new(MemoryOutbox::new());
-    let envelopes: Vec<Envelope> = (0..50)
-        .map(|i| Envelope::new(&topic, format!("{i}")))
-        .collect();
-    outbox.enqueue_batch(&envelopes).expect("enqueue");
-    let relay = Relay::new(outbox.clone(), publisher.clone())
-        .with_config(RelayConfig {
-            batch_size: 50,
-            max_attempts: 1000,
-            backoff: zerolost_core::Backoff::exponential(
-                Duration::from_millis(100),
-                Duration::from_millis(500),
-            ),
-            ..RelayConfig::default()
-        })
-        .expect("relay");
+    let (outbox, _envelopes, relay) = patient_relay(&publisher, &topic, 50);
     let round = relay.run_once().await.expect("round");
     assert_eq!(
         (round.published, round.parked, round.rescheduled),
@@ -421,23 +350,49 @@ async fn too_few_in_sync_replicas_is_retryable_not_enough_replicas() {
 
     kafka_sh(&["restart-node", &follower.to_string()]);
     wait_for_isr(&publisher, &topic, 3).await;
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let stop = stop.clone();
-        async move { relay.run(stop).await }
-    });
-    let started = Instant::now();
-    while outbox.counts().1 < envelopes.len() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "did not drain: {:?}",
-            outbox.counts()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.cancel();
-    task.await.expect("task").expect("relay");
+    drain(relay, &outbox, Duration::from_secs(60)).await;
     assert_eq!(outbox.counts(), (0, 50, 0));
+}
+
+/// `n` rows for `topic` in a fresh outbox, and a relay that keeps retrying them (a broker
+/// outage must not park anything).
+fn patient_relay(
+    publisher: &KafkaPublisher,
+    topic: &str,
+    n: usize,
+) -> (Arc<MemoryOutbox>, Vec<Envelope>, Relay) {
+    let outbox = Arc::new(MemoryOutbox::new());
+    let envelopes: Vec<Envelope> = (0..n)
+        .map(|i| Envelope::new(topic, format!("{i}")))
+        .collect();
+    outbox.enqueue_batch(&envelopes).expect("enqueue");
+    let relay = Relay::new(outbox.clone(), publisher.clone())
+        .with_config(RelayConfig {
+            batch_size: n,
+            max_attempts: 1000,
+            backoff: zerolost_core::Backoff::exponential(
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+            ),
+            ..RelayConfig::default()
+        })
+        .expect("relay");
+    (outbox, envelopes, relay)
+}
+
+/// Runs `relay` until every row of `outbox` is published (within `patience`).
+async fn drain(relay: Relay, outbox: &MemoryOutbox, patience: Duration) {
+    let rows = outbox.counts();
+    let total = rows.0 + rows.1 + rows.2;
+    let running = common::spawn_relay(relay);
+    eventually_every(
+        patience,
+        Duration::from_millis(100),
+        "the outbox drained by itself",
+        async || outbox.counts().1 == total,
+    )
+    .await;
+    running.stop().await;
 }
 
 /// Java's `String.hashCode`; Kafka puts a group's coordinator on the leader of
@@ -450,11 +405,9 @@ fn java_hash(text: &str) -> i32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_coordinator_killed_mid_consumption_loses_and_doubles_nothing() {
     const N: usize = 20_000;
-    let Some(config) = cluster().await else {
+    let Some((config, _one_at_a_time)) = exclusive_cluster().await else {
         return;
     };
-    let _one_at_a_time = CLUSTER.lock().await;
-    heal();
     let config = config.set("session.timeout.ms", "6000");
     let topic = common::topic_with_dlq(&config, "coordinator", TopicSpec::DURABLE).await;
     let publisher = KafkaPublisher::new(&config).expect("publisher");
@@ -483,43 +436,30 @@ async fn group_coordinator_killed_mid_consumption_loses_and_doubles_nothing() {
     })
     .expect("consumer");
     let subscriber = KafkaSubscriber::new(&config, &group, &[&topic]).expect("subscriber");
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop) = (consumer.clone(), stop.clone());
-        async move { consumer.run(subscriber, stop).await }
-    });
-    let finished = async || {
-        dedupe
-            .finished(None)
-            .await
-            .map(|s| s.entries.len())
-            .unwrap_or(0)
-    };
+    let running = common::spawn_consumer(&consumer, subscriber);
     let started = Instant::now();
-    while finished().await < N / 4 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "consumption did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        "a quarter consumed",
+        async || common::finished(&*dedupe).await >= N / 4,
+    )
+    .await;
     eprintln!(
         "killing node {coordinator} (coordinator of {group}) at {} done",
-        finished().await
+        common::finished(&*dedupe).await
     );
     kafka_sh(&["kill", &coordinator.to_string()]);
     tokio::time::sleep(Duration::from_secs(5)).await;
     kafka_sh(&["restart-node", &coordinator.to_string()]);
-    while finished().await < N {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "stalled at {} of {N} after the coordinator's restart",
-            finished().await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.cancel();
-    task.await.expect("task").expect("consumer");
+    eventually_every(
+        Duration::from_secs(180).saturating_sub(started.elapsed()),
+        Duration::from_millis(100),
+        "every message consumed after the coordinator's restart",
+        async || common::finished(&*dedupe).await >= N,
+    )
+    .await;
+    running.stop().await;
     let calls = effects.0.lock().expect("lock").clone();
     let doubled = calls.values().filter(|n| **n > 1).count();
     eprintln!(

@@ -7,20 +7,19 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use common::fresh_topic;
 use zerolost_core::{
-    CancellationToken, Consumer, ConsumerLedger, DeadLetterPublisher, Envelope, Failure, Handler,
-    HandlerError, Publisher, default_dlq_name,
+    Consumer, DeadLetterPublisher, Envelope, Failure, Handler, HandlerError, Publisher,
+    default_dlq_name,
 };
 use zerolost_kafka::{
     KafkaConfig, KafkaPublisher, KafkaSubscriber, OFFSET_HEADER, PARTITION_HEADER,
-    SubscriberOptions, TOPIC_HEADER, TopicSpec, ensure_topic, topic_contents,
+    SubscriberOptions, TOPIC_HEADER, TopicSpec, topic_contents,
 };
 use zerolost_sqlx::{InTransaction, SqliteStore, Tables, TransactionalHandler};
-use zerolost_testkit::conformance::test_consumer_config;
+use zerolost_testkit::conformance::{eventually_every, test_consumer_config};
 
 const CHILD: &str = "ZLT_KAFKA_CRASH_CHILD";
 const MESSAGES: usize = 400;
@@ -76,11 +75,7 @@ async fn consume(
     store: &SqliteStore,
     crash_at: Option<usize>,
     commit_interval: Duration,
-) -> (
-    Consumer,
-    CancellationToken,
-    tokio::task::JoinHandle<Result<zerolost_core::ConsumerTotals, zerolost_core::Error>>,
-) {
+) -> (Consumer, common::Running<zerolost_core::ConsumerTotals>) {
     let inbox = store.inbox();
     let handler = InTransaction::new(
         inbox.clone(),
@@ -103,12 +98,8 @@ async fn consume(
         },
     )
     .expect("subscriber");
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop) = (consumer.clone(), stop.clone());
-        async move { consumer.run(subscriber, stop).await }
-    });
-    (consumer, stop, task)
+    let running = common::spawn_consumer(&consumer, subscriber);
+    (consumer, running)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +115,7 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
         );
         let config = KafkaConfig::new(brokers).set("session.timeout.ms", "6000");
         let store = inbox_store(db).await;
-        let (_consumer, _stop, task) = consume(
+        let _running = consume(
             &config,
             topic,
             group,
@@ -133,7 +124,7 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
             Duration::from_secs(3600),
         )
         .await;
-        let _ = tokio::time::timeout(Duration::from_secs(120), task).await;
+        tokio::time::sleep(Duration::from_secs(120)).await;
         panic!("child: the crash point was never reached");
     }
     let Some(config) = common::single_node().await else {
@@ -141,13 +132,7 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
     };
     // The dead child's membership ends after the session timeout (the broker's minimum).
     let config = config.set("session.timeout.ms", "6000");
-    let topic = fresh_topic("crash");
-    ensure_topic(&config, &topic, TopicSpec::SINGLE_NODE)
-        .await
-        .expect("topic");
-    ensure_topic(&config, &default_dlq_name(&topic), TopicSpec::SINGLE_NODE)
-        .await
-        .expect("dlq");
+    let topic = common::topic_with_dlq(&config, "crash", TopicSpec::SINGLE_NODE).await;
     let envelopes: Vec<Envelope> = (0..MESSAGES)
         .map(|i| Envelope::new(&topic, format!("{{\"credit\":{i}}}")))
         .collect();
@@ -185,7 +170,7 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
         "the crashing message's write rolled back with its inbox row"
     );
 
-    let (consumer, stop, task) = consume(
+    let (consumer, running) = consume(
         &config,
         &topic,
         &group,
@@ -195,22 +180,14 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
     )
     .await;
     let inbox = store.inbox();
-    let started = Instant::now();
-    while inbox
-        .finished(None)
-        .await
-        .map(|s| s.entries.len())
-        .unwrap_or(0)
-        < MESSAGES
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the restarted consumer did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.cancel();
-    task.await.expect("task").expect("consumer");
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "the restarted consumer finished every message",
+        async || common::finished(&inbox).await >= MESSAGES,
+    )
+    .await;
+    running.stop().await;
     let totals = consumer.totals();
 
     let rows: Vec<(String,)> = sqlx::query_as("SELECT msg_id FROM effects")
@@ -256,13 +233,7 @@ async fn dead_letters_carry_the_kafka_position_and_failure() {
     let Some(config) = common::single_node().await else {
         return;
     };
-    let topic = fresh_topic("dlq");
-    ensure_topic(&config, &topic, TopicSpec::SINGLE_NODE)
-        .await
-        .expect("topic");
-    ensure_topic(&config, &default_dlq_name(&topic), TopicSpec::SINGLE_NODE)
-        .await
-        .expect("dlq");
+    let topic = common::topic_with_dlq(&config, "dlq", TopicSpec::SINGLE_NODE).await;
     let publisher = KafkaPublisher::new(&config).expect("publisher");
     let poison = Envelope::new(&topic, "not json").with_key("poison");
     let fine = Envelope::new(&topic, "{}").with_key("fine");
@@ -284,27 +255,15 @@ async fn dead_letters_carry_the_kafka_position_and_failure() {
     .expect("consumer");
     let subscriber =
         KafkaSubscriber::new(&config, &format!("{topic}-group"), &[&topic]).expect("subscriber");
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop) = (consumer.clone(), stop.clone());
-        async move { consumer.run(subscriber, stop).await }
-    });
-    let started = Instant::now();
-    while dedupe
-        .finished(None)
-        .await
-        .map(|s| s.entries.len())
-        .unwrap_or(0)
-        < 2
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "both messages finished"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.cancel();
-    task.await.expect("task").expect("consumer");
+    let running = common::spawn_consumer(&consumer, subscriber);
+    eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        "both messages finished",
+        async || common::finished(&*dedupe).await >= 2,
+    )
+    .await;
+    running.stop().await;
 
     let dead = topic_contents(&config, &default_dlq_name(&topic))
         .await

@@ -37,7 +37,7 @@ async fn publish_and_read_back(config: &KafkaConfig, topic: &str, n: usize) {
             assert!(positions.insert(receipt.position.expect("partition/offset")));
         }
     }
-    let read = read_topic(config, topic, n, Duration::from_secs(60)).await;
+    let read = read_topic(config, topic).await;
     let sent: HashSet<_> = envelopes.iter().map(|e| e.id).collect();
     let got: Vec<_> = read.iter().map(|r| r.id).collect();
     let distinct: HashSet<_> = got.iter().copied().collect();

@@ -12,11 +12,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use zerolost_core::memory::MemoryDedupe;
 use zerolost_core::{
-    CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, DeadLetterPublisher, Envelope,
-    Handler, HandlerError, Publisher,
+    Consumer, ConsumerConfig, DeadLetterPublisher, Envelope, Handler, HandlerError, Publisher,
 };
 use zerolost_kafka::{GroupEvent, KafkaPublisher, KafkaSubscriber, SubscriberOptions, TopicSpec};
-use zerolost_testkit::conformance::test_consumer_config;
+use zerolost_testkit::conformance::{eventually_every, test_consumer_config};
 
 const N: usize = 3_000;
 
@@ -108,43 +107,29 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
             ..test_consumer_config()
         })
         .expect("consumer");
-        let stop = CancellationToken::new();
-        let task = tokio::spawn({
-            let stop = stop.clone();
-            async move { consumer.run(subscriber, stop).await }
-        });
-        (monitor, stop, task)
-    };
-    let finished = async || {
-        dedupe
-            .finished(None)
-            .await
-            .map(|s| s.entries.len())
-            .unwrap_or(0)
+        (monitor, common::spawn_consumer(&consumer, subscriber))
     };
 
-    let (monitor_a, stop_a, task_a) = start_member("A");
+    let (monitor_a, running_a) = start_member("A");
     let started = Instant::now();
-    while finished().await < N / 6 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "A did not start consuming"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let at_join = finished().await;
-    let (monitor_b, stop_b, task_b) = start_member("B");
-    while finished().await < N {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "not finished: {}",
-            finished().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for (monitor, stop, task) in [(&monitor_a, stop_a, task_a), (&monitor_b, stop_b, task_b)] {
-        stop.cancel();
-        task.await.expect("task").expect("consumer");
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        "A consuming",
+        async || common::finished(&*dedupe).await >= N / 6,
+    )
+    .await;
+    let at_join = common::finished(&*dedupe).await;
+    let (monitor_b, running_b) = start_member("B");
+    eventually_every(
+        Duration::from_secs(120).saturating_sub(started.elapsed()),
+        Duration::from_millis(50),
+        "every message finished",
+        async || common::finished(&*dedupe).await >= N,
+    )
+    .await;
+    for (monitor, running) in [(&monitor_a, running_a), (&monitor_b, running_b)] {
+        running.stop().await;
         monitor.commit().await.expect("final commit");
     }
     assert!(at_join < N, "B joined mid-stream ({at_join} of {N} done)");

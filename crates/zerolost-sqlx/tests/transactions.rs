@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use zerolost_core::memory::MemoryBroker;
@@ -16,7 +16,11 @@ use zerolost_core::{
     MessageId, OutboxStatus, OutboxStore, Outcome, Publisher, Relay, default_dlq_name,
 };
 use zerolost_sqlx::{InTransaction, TransactionalHandler};
-use zerolost_testkit::conformance::{test_consumer_config, test_relay_config};
+use zerolost_testkit::conformance::{eventually_every, test_consumer_config, test_relay_config};
+
+/// How long a test waits for the consumers, and how often it looks.
+const PATIENCE: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(20);
 use zerolost_testkit::{RecordingPublisher, require_service};
 
 /// Which ids the handler fails (after writing) or panics on, the first time only.
@@ -29,17 +33,6 @@ struct Trouble {
 impl Trouble {
     fn take(set: &Mutex<HashSet<MessageId>>, id: MessageId) -> bool {
         set.lock().unwrap_or_else(|p| p.into_inner()).remove(&id)
-    }
-}
-
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -197,11 +190,11 @@ macro_rules! transaction_tests {
                 let all_done = async || {
                     inbox.finished(None).await.is_ok_and(|s| s.entries.len() == messages.len())
                 };
-                wait_for("every message processed", all_done).await;
+                eventually_every(PATIENCE, POLL, "every message processed", all_done).await;
                 // Redeliveries of finished messages: deduplicated, no second effect.
                 publisher.publish(&messages[0]).await.expect("publish again");
                 publisher.publish(&messages[1]).await.expect("publish again");
-                wait_for("both redeliveries suppressed", async || {
+                eventually_every(PATIENCE, POLL, "both redeliveries suppressed", async || {
                     inbox.duplicates_suppressed().await.is_ok_and(|n| n >= 2)
                 })
                 .await;

@@ -171,6 +171,10 @@ impl Backend for MemoryBackend {
     fn patience(&self) -> Duration {
         Duration::from_secs(10)
     }
+
+    async fn stored(&self, destination: &str) -> Result<Option<usize>, Error> {
+        Ok(Some(self.broker.stored_ids(destination).len()))
+    }
 }
 
 #[async_trait]

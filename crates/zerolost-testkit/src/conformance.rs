@@ -4,7 +4,6 @@
 //! turns them into one `#[tokio::test]` each.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,18 +52,25 @@ fn ok<T>(result: Result<T, Error>, what: &str) -> T {
 }
 
 /// Polls `condition` every 10 ms until it holds; panics naming `what` after `patience`.
-pub async fn eventually<F, Fut>(patience: Duration, what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
+pub async fn eventually(patience: Duration, what: &str, condition: impl AsyncFnMut() -> bool) {
+    eventually_every(patience, Duration::from_millis(10), what, condition).await;
+}
+
+/// Polls `condition` every `every` (for conditions costly to ask) until it holds; panics
+/// naming `what` after `patience`.
+pub async fn eventually_every(
+    patience: Duration,
+    every: Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> bool,
+) {
     let deadline = tokio::time::Instant::now() + patience;
     while !condition().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out after {patience:?} waiting for: {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(every).await;
     }
 }
 

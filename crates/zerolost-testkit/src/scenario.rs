@@ -19,12 +19,11 @@ use zerolost_core::memory::{
 };
 use zerolost_core::{
     Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, ConsumerTotals,
-    DeadLetterPublisher, DeadLetterSink, DedupeStore, Envelope, Error, MessageId, OutboxStatus,
-    OutboxStore, Publisher, ReconcileReport, Reconciler, Relay, RelayConfig, Subscriber,
-    default_dlq_name,
+    DedupeStore, Envelope, Error, MessageId, OutboxStatus, OutboxStore, Publisher, ReconcileReport,
+    Reconciler, Relay, RelayConfig, default_dlq_name,
 };
 
-use crate::{Backend, DeadLetter, Enqueue, RecordingHandler, Verdict};
+use crate::{Backend, Enqueue, MemoryBackend, RecordingHandler, Verdict};
 
 /// The outbox and dedupe store a scenario runs on (the broker is always the in-memory
 /// one, with its faults).
@@ -252,8 +251,10 @@ pub async fn run(
 /// The broker side of a run, whichever broker it is.
 struct Wiring {
     destination: String,
+    backend: Arc<dyn Backend>,
+    /// The in-memory broker, when the run is on it: relay publishers that crash, and an
+    /// exact "nothing in flight" check.
     memory: Option<MemoryBroker>,
-    backend: Option<Arc<dyn Backend>>,
 }
 
 impl Wiring {
@@ -266,23 +267,16 @@ impl Wiring {
                 memory.declare(&default_dlq_name(DESTINATION));
                 Self {
                     destination: DESTINATION.to_owned(),
+                    backend: Arc::new(MemoryBackend::with_broker(memory.clone())),
                     memory: Some(memory),
-                    backend: None,
                 }
             }
             ScenarioBroker::Backend { backend, .. } => Self {
                 destination: backend.destination().await?,
+                backend: backend.clone(),
                 memory: None,
-                backend: Some(backend.clone()),
             },
         })
-    }
-
-    fn name(&self) -> String {
-        match &self.backend {
-            Some(backend) => backend.name(),
-            None => "memory".into(),
-        }
     }
 
     /// A relay's publisher; the in-memory one reports a relay "crash" on `hook`.
@@ -290,40 +284,20 @@ impl Wiring {
         &self,
         hook: mpsc::UnboundedSender<()>,
     ) -> Result<Arc<dyn Publisher>, Error> {
-        match (&self.memory, &self.backend) {
-            (Some(memory), _) => Ok(Arc::new(memory.crashing_publisher(hook))),
-            (None, Some(backend)) => backend.publisher().await,
-            (None, None) => Err(Error::Config("scenario without a broker".into())),
-        }
-    }
-
-    async fn subscriber(&self) -> Result<Box<dyn Subscriber>, Error> {
-        match (&self.memory, &self.backend) {
-            (Some(memory), _) => Ok(Box::new(memory.subscribe(&self.destination)?)),
-            (None, Some(backend)) => backend.subscriber(&self.destination).await,
-            (None, None) => Err(Error::Config("scenario without a broker".into())),
-        }
-    }
-
-    async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error> {
-        match (&self.memory, &self.backend) {
-            (Some(memory), _) => Ok(Arc::new(DeadLetterPublisher::new(memory.publisher()))),
-            (None, Some(backend)) => backend.dead_letter_sink().await,
-            (None, None) => Err(Error::Config("scenario without a broker".into())),
+        match &self.memory {
+            Some(memory) => Ok(Arc::new(memory.crashing_publisher(hook))),
+            None => self.backend.publisher().await,
         }
     }
 
     async fn dead_letter_ids(&self) -> Result<HashSet<MessageId>, Error> {
-        match (&self.memory, &self.backend) {
-            (Some(memory), _) => Ok(dead_letter_ids(memory)),
-            (None, Some(backend)) => Ok(backend
-                .dead_letters(&self.destination)
-                .await?
-                .into_iter()
-                .filter_map(|d| d.id)
-                .collect()),
-            (None, None) => Ok(HashSet::new()),
-        }
+        Ok(self
+            .backend
+            .dead_letters(&self.destination)
+            .await?
+            .into_iter()
+            .filter_map(|d| d.id)
+            .collect())
     }
 
     /// Nothing left in flight inside the broker (the in-memory broker can tell).
@@ -331,14 +305,6 @@ impl Wiring {
         self.memory
             .as_ref()
             .is_none_or(|memory| memory.depth(&self.destination) == (0, 0))
-    }
-
-    async fn stored(&self) -> Result<usize, Error> {
-        match (&self.memory, &self.backend) {
-            (Some(memory), _) => Ok(memory.stored_ids(&self.destination).len()),
-            (None, Some(backend)) => Ok(backend.stored(&self.destination).await?.unwrap_or(0)),
-            (None, None) => Ok(0),
-        }
     }
 }
 
@@ -405,10 +371,10 @@ pub async fn run_on(
         let consumer = Consumer::new(
             dedupe.clone(),
             handler.clone(),
-            wiring.dead_letter_sink().await?,
+            wiring.backend.dead_letter_sink().await?,
         )
         .with_config(config.consumer.clone())?;
-        let subscriber = wiring.subscriber().await?;
+        let subscriber = wiring.backend.subscriber(&wiring.destination).await?;
         let stop = shutdown.clone();
         consumers.push(consumer.clone());
         workers.spawn(async move { consumer.run(subscriber, stop).await });
@@ -496,22 +462,18 @@ pub async fn run_on(
         faults: faults.counts(),
         relay_restarts: restarts.load(Ordering::Relaxed),
         consumer: consumer_totals,
-        broker_stored: wiring.stored().await?,
+        broker_stored: wiring
+            .backend
+            .stored(&wiring.destination)
+            .await?
+            .unwrap_or(0),
         reconcile,
         leased_after_shutdown: outbox.counts().await?.leased,
         elapsed: started.elapsed(),
         timed_out,
-        broker: wiring.name(),
+        broker: wiring.backend.name(),
         broker_faults,
     })
-}
-
-fn dead_letter_ids(broker: &MemoryBroker) -> HashSet<MessageId> {
-    broker
-        .messages(&default_dlq_name(DESTINATION))
-        .into_iter()
-        .filter_map(|m| DeadLetter::from_incoming(m).id)
-        .collect()
 }
 
 fn add_totals(sum: &mut ConsumerTotals, t: &ConsumerTotals) {

@@ -167,17 +167,19 @@ impl Shared {
         {
             return; // revoked meanwhile: nothing of it is ours any more
         }
-        if let Some(lane) = &pending.lane {
-            let next = state.lanes.get_mut(lane).and_then(VecDeque::pop_front);
-            match next {
-                Some(next) => state.ready.push_back(next),
-                None => {
-                    state.lanes.remove(lane);
-                }
+        let Some(lane) = &pending.lane else {
+            return;
+        };
+        match state.lanes.get_mut(lane).and_then(VecDeque::pop_front) {
+            Some(next) => {
+                state.ready.push_back(next);
+                drop(state);
+                self.wake.notify_one(); // the lane's next message is ready to go out
+            }
+            None => {
+                state.lanes.remove(lane);
             }
         }
-        drop(state);
-        self.wake.notify_one();
     }
 
     /// The message goes out again (its lane stays held, so order is kept).
@@ -549,7 +551,9 @@ impl Drop for KafkaAck {
     }
 }
 
-fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
+/// A record as zerolost sees it: headers as stored (UTF-8, lossy), key, payload, and its
+/// position as `native_id` (`topic/partition/offset`).
+pub(crate) fn record(message: &BorrowedMessage<'_>) -> Incoming {
     let mut headers = BTreeMap::new();
     if let Some(record_headers) = message.headers() {
         for header in record_headers.iter() {
@@ -560,9 +564,6 @@ fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
             headers.insert(header.key.to_owned(), value);
         }
     }
-    headers.insert(TOPIC_HEADER.to_owned(), message.topic().to_owned());
-    headers.insert(PARTITION_HEADER.to_owned(), message.partition().to_string());
-    headers.insert(OFFSET_HEADER.to_owned(), message.offset().to_string());
     Incoming {
         destination: message.topic().to_owned(),
         key: message
@@ -577,6 +578,16 @@ fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
         )),
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     }
+}
+
+/// A delivered record, with its position also in headers (so a dead-letter copy keeps it).
+fn incoming(message: &BorrowedMessage<'_>) -> Incoming {
+    let mut incoming = record(message);
+    let headers = &mut incoming.headers;
+    headers.insert(TOPIC_HEADER.to_owned(), message.topic().to_owned());
+    headers.insert(PARTITION_HEADER.to_owned(), message.partition().to_string());
+    headers.insert(OFFSET_HEADER.to_owned(), message.offset().to_string());
+    incoming
 }
 
 async fn commit_loop(consumer: Arc<StreamConsumer<Context>>, shared: Arc<Shared>, every: Duration) {

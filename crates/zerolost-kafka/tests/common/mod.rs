@@ -1,13 +1,9 @@
-//! Test glue: the real broker's address, unique topic names, and a plain consumer that
-//! reads a topic back so tests can check exactly which ids arrived.
+//! Test glue: the real broker's address, unique topics, reading a topic back by id, and
+//! running consumers and relays in tasks.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Headers;
 use zerolost_core::{MESSAGE_ID_HEADER, MessageId};
 use zerolost_kafka::{KafkaConfig, TopicSpec, ensure_topic};
 
@@ -16,87 +12,40 @@ pub fn fresh_topic(tag: &str) -> String {
     KafkaBackend::fresh_topic(tag)
 }
 
-#[allow(unused_imports)]
 pub use zerolost_kafka::testkit::KafkaBackend;
 
 /// The single-node test broker (`scripts/services/kafka.sh start single`), or `None`
 /// (skip, loudly) when it is unreachable and services are not required.
 pub async fn single_node() -> Option<KafkaConfig> {
-    let config = zerolost_kafka::testkit::single_node_config();
-    let probe = ensure_topic(&config, "zlt-probe", TopicSpec::SINGLE_NODE).await;
-    zerolost_testkit::require_service("kafka", probe)?;
-    Some(config)
+    KafkaBackend::single_node()
+        .await
+        .map(|backend| backend.config)
 }
 
-/// One record read back: its id header, its headers, partition and offset.
+/// One record read back: its id header, key and headers.
 #[derive(Debug, Clone)]
 pub struct ReadBack {
     pub id: MessageId,
     pub key: Option<String>,
     pub headers: BTreeMap<String, String>,
-    pub partition: i32,
-    pub offset: i64,
 }
 
-/// Reads `topic` from the beginning with a fresh group until `expected` records arrived
-/// (or `within` passed, then a little longer to catch extra copies).
-pub async fn read_topic(
-    config: &KafkaConfig,
-    topic: &str,
-    expected: usize,
-    within: Duration,
-) -> Vec<ReadBack> {
-    let group = format!("zlt-reader-{}", fresh_topic("g"));
-    let consumer: StreamConsumer = config
-        .consumer_config(&group)
-        .expect("consumer config")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[topic]).expect("subscribe");
-    let started = Instant::now();
-    let mut records = Vec::new();
-    let mut deadline = started + within;
-    let mut extended = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        match tokio::time::timeout(deadline - now, consumer.recv()).await {
-            Ok(Ok(message)) => {
-                let mut headers = BTreeMap::new();
-                if let Some(h) = message.headers() {
-                    for header in h.iter() {
-                        let value = header
-                            .value
-                            .map(|v| String::from_utf8_lossy(v).into_owned());
-                        headers.insert(header.key.to_owned(), value.unwrap_or_default());
-                    }
-                }
-                let id = headers
-                    .get(MESSAGE_ID_HEADER)
-                    .and_then(|v| v.parse().ok())
-                    .expect("every record carries its id header");
-                records.push(ReadBack {
-                    id,
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned()),
-                    headers,
-                    partition: message.partition(),
-                    offset: message.offset(),
-                });
-                if records.len() >= expected && !extended {
-                    // Keep reading briefly: a duplicate would arrive right behind.
-                    deadline = Instant::now() + Duration::from_millis(500);
-                    extended = true;
-                }
-            }
-            Ok(Err(e)) => panic!("reading {topic}: {e}"),
-            Err(_) => break,
-        }
-    }
-    records
+/// Every record of `topic` (up to its end now); each must carry its id header.
+pub async fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<ReadBack> {
+    zerolost_kafka::topic_contents(config, topic)
+        .await
+        .expect("read the topic")
+        .into_iter()
+        .map(|record| ReadBack {
+            id: record
+                .headers
+                .get(MESSAGE_ID_HEADER)
+                .and_then(|v| v.parse().ok())
+                .expect("every record carries its id header"),
+            key: record.key,
+            headers: record.headers,
+        })
+        .collect()
 }
 
 /// A fresh topic tagged `tag` and its `.dlq`, both created with `spec`.
@@ -107,4 +56,46 @@ pub async fn topic_with_dlq(config: &KafkaConfig, tag: &str, spec: TopicSpec) ->
         .await
         .expect("dlq");
     topic
+}
+
+/// A pipeline part running in a task until [`Running::stop`].
+pub struct Running<T> {
+    stop: zerolost_core::CancellationToken,
+    task: tokio::task::JoinHandle<Result<T, zerolost_core::Error>>,
+}
+
+impl<T> Running<T> {
+    /// Asks it to stop, waits, and returns its totals (panics on an error).
+    pub async fn stop(self) -> T {
+        self.stop.cancel();
+        self.task.await.expect("task").expect("run")
+    }
+}
+
+/// Runs `consumer` on `subscriber` in a task.
+pub fn spawn_consumer(
+    consumer: &zerolost_core::Consumer,
+    subscriber: zerolost_kafka::KafkaSubscriber,
+) -> Running<zerolost_core::ConsumerTotals> {
+    let stop = zerolost_core::CancellationToken::new();
+    let (consumer, token) = (consumer.clone(), stop.clone());
+    let task = tokio::spawn(async move { consumer.run(subscriber, token).await });
+    Running { stop, task }
+}
+
+/// Runs `relay` in a task.
+pub fn spawn_relay(relay: zerolost_core::Relay) -> Running<zerolost_core::RelayTotals> {
+    let stop = zerolost_core::CancellationToken::new();
+    let token = stop.clone();
+    let task = tokio::spawn(async move { relay.run(token).await });
+    Running { stop, task }
+}
+
+/// Messages `ledger` lists as finished (0 while it cannot be read).
+pub async fn finished(ledger: &dyn zerolost_core::ConsumerLedger) -> usize {
+    ledger
+        .finished(None)
+        .await
+        .map(|s| s.entries.len())
+        .unwrap_or(0)
 }

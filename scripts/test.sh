@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README and CI run it: start the real services the
-# backends need (scripts/services/up.sh: PostgreSQL, MariaDB, Redis), then every test in the
+# backends need (scripts/services/up.sh: PostgreSQL, MariaDB, Redis, Kafka, RabbitMQ), then every test in the
 # workspace with every feature on.
 # With ZEROLOST_REQUIRE_SERVICES=1 (CI) a test whose server is missing fails instead of skipping.
 set -euo pipefail

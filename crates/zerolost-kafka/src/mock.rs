@@ -20,6 +20,7 @@ enum Command {
     ProduceErrors(Vec<RDKafkaRespErr>, Reply),
     TopicError(String, RDKafkaRespErr, Reply),
     GroupCoordinator(String, i32, Reply),
+    RoundTrip(i32, std::time::Duration, Reply),
     Stop,
 }
 
@@ -108,6 +109,13 @@ impl MockKafka {
                                     .map_err(mock_error("set a mock group coordinator")),
                             );
                         }
+                        Command::RoundTrip(broker, delay, reply) => {
+                            let _ = reply.send(
+                                cluster
+                                    .broker_round_trip_time(broker, delay)
+                                    .map_err(mock_error("set a mock broker's round trip")),
+                            );
+                        }
                         Command::Stop => break,
                     }
                 }
@@ -140,9 +148,18 @@ impl MockKafka {
         &self.bootstrap
     }
 
-    /// Client settings pointing at this cluster.
+    /// Client settings pointing at this cluster, with one request in flight per
+    /// connection.
+    ///
+    /// The mock brokers do not check an idempotent producer's sequence numbers (librdkafka's
+    /// mock validates them for transactional producers only), while librdkafka relies on the
+    /// broker doing so: when a later request of a partition succeeds after an earlier one
+    /// failed, it counts the earlier messages as stored ("implicitly acked"). A real broker
+    /// would have refused the later request (`OUT_OF_ORDER_SEQUENCE_NUMBER`); the mock stores
+    /// it, so with several requests in flight an injected request error would confirm
+    /// messages the mock never stored. One request in flight closes that gap.
     pub fn config(&self) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap.clone())
+        KafkaConfig::new(self.bootstrap.clone()).set("max.in.flight.requests.per.connection", "1")
     }
 
     /// Creates a topic.
@@ -180,6 +197,11 @@ impl MockKafka {
     pub fn set_group_coordinator(&self, group: &str, broker: i32) -> Result<(), Error> {
         let group = group.to_owned();
         self.call(|reply| Command::GroupCoordinator(group, broker, reply))
+    }
+
+    /// Delays every response of broker `broker` by `delay` (several requests then overlap).
+    pub fn set_round_trip(&self, broker: i32, delay: std::time::Duration) -> Result<(), Error> {
+        self.call(|reply| Command::RoundTrip(broker, delay, reply))
     }
 
     /// Makes `topic` unknown to the cluster, as on brokers without auto-creation.

@@ -106,6 +106,66 @@ async fn mock_cluster_down_is_retryable_and_recovers() {
     );
 }
 
+/// Single-message publishes racing on one partition while produce requests fail: every
+/// confirmed message is stored at a real offset. (The mock does not check idempotent
+/// sequence numbers, so with several requests in flight a failed request followed by a
+/// successful one would be "implicitly acked" by librdkafka without being stored; the
+/// mock's client settings keep one request in flight per connection for that reason.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_cluster_request_errors_never_confirm_an_unstored_message() {
+    use rdkafka::types::RDKafkaRespErr::*;
+    let kafka = MockKafka::start(3).expect("mock cluster");
+    kafka.create_topic("dead", 1, 3).expect("topic");
+    for broker in 1..=3 {
+        kafka
+            .set_round_trip(broker, Duration::from_millis(30))
+            .expect("rtt");
+    }
+    let config = kafka.config().set("linger.ms", "0");
+    let publisher = KafkaPublisher::new(&config).expect("publisher");
+    let mut sent = HashSet::new();
+    for round in 0..8 {
+        let errors = [
+            RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        ];
+        kafka
+            .fail_produce_requests(&[errors[round % 3]])
+            .expect("inject");
+        let envelopes: Vec<Envelope> = (0..8)
+            .map(|i| Envelope::new("dead", format!("{round}-{i}")))
+            .collect();
+        // Staggered, so that each goes in a request of its own while earlier ones are out.
+        let receipts = futures::future::join_all(envelopes.iter().enumerate().map(|(i, e)| {
+            let publisher = &publisher;
+            async move {
+                tokio::time::sleep(Duration::from_millis(4 * i as u64)).await;
+                publisher.publish(e).await
+            }
+        }))
+        .await;
+        for receipt in receipts {
+            let receipt = receipt.expect("confirmed");
+            let position = receipt.position.expect("partition/offset");
+            let offset: i64 = position
+                .rsplit('/')
+                .next()
+                .and_then(|o| o.parse().ok())
+                .expect("offset");
+            assert!(offset >= 0, "confirmed without an offset: {position}");
+            sent.insert(receipt.id.to_string());
+        }
+    }
+    let stored: HashSet<String> = read_topic(&kafka.config(), "dead")
+        .await
+        .into_iter()
+        .filter_map(|r| r.headers.get(MESSAGE_ID_HEADER).cloned())
+        .collect();
+    let missing: Vec<_> = sent.difference(&stored).collect();
+    assert!(missing.is_empty(), "confirmed but not stored: {missing:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_cluster_oversized_message_is_a_permanent_rejection() {
     let kafka = MockKafka::start(3).expect("mock cluster");

@@ -10,4 +10,4 @@ if [ -x scripts/services/up.sh ]; then
   scripts/services/up.sh
 fi
 
-cargo test --workspace --all-features "$@"
+cargo test --workspace --all-features --no-fail-fast "$@"

@@ -18,3 +18,7 @@ pub use zerolost_redis as redis;
 /// The Kafka backend: feature `kafka`.
 #[cfg(feature = "kafka")]
 pub use zerolost_kafka as kafka;
+
+/// The RabbitMQ backend: feature `rabbitmq`.
+#[cfg(feature = "rabbitmq")]
+pub use zerolost_rabbitmq as rabbitmq;

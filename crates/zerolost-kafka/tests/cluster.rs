@@ -420,8 +420,6 @@ async fn group_coordinator_killed_mid_consumption_loses_and_doubles_nothing() {
         }
     }
     let group = format!("{topic}-verdict");
-    let offsets_partition = (java_hash(&group) & 0x7fff_ffff) % 6;
-    let coordinator = partition_state(&publisher, "__consumer_offsets", offsets_partition).0;
 
     let effects = Arc::new(CountEffects::default());
     let dedupe = Arc::new(MemoryDedupe::new());
@@ -445,6 +443,9 @@ async fn group_coordinator_killed_mid_consumption_loses_and_doubles_nothing() {
         async || common::finished(&*dedupe).await >= N / 4,
     )
     .await;
+    // On a fresh cluster `__consumer_offsets` exists only once a group has coordinated.
+    let offsets_partition = (java_hash(&group) & 0x7fff_ffff) % 6;
+    let coordinator = partition_state(&publisher, "__consumer_offsets", offsets_partition).0;
     eprintln!(
         "killing node {coordinator} (coordinator of {group}) at {} done",
         common::finished(&*dedupe).await

@@ -36,7 +36,9 @@ pub struct ConsumerConfig {
     pub retry_backoff: Backoff,
     /// Delay between attempts to reach an unavailable dedupe store or DLQ.
     pub store_backoff: Backoff,
-    /// Delay before a message claimed by another consumer is handed back.
+    /// How often a message claimed by another consumer is looked at again (it is kept, not
+    /// handed back, until the claim is released, finished or expired; after `claim_lease`
+    /// it is handed back).
     pub held_retry_delay: Duration,
     /// How long, after shutdown, the consumer keeps trying to record a finished message.
     pub shutdown_grace: Duration,
@@ -310,21 +312,32 @@ impl Consumer {
         };
         let envelope = delivery.message.clone().into_envelope(id);
 
-        let claim = self
-            .store(shutdown, || self.inner.dedupe.claim(id, cfg.claim_lease))
-            .await;
-        let token = match claim {
-            Ok(Claim::Claimed(token)) => token,
-            Ok(Claim::AlreadyProcessed(_)) => {
-                self.ack(delivery, id).await;
-                return Disposition::Duplicate;
+        // A claim held by another consumer is waited out here, with the delivery kept: the
+        // holder finishes (then this copy is a duplicate) or its lease expires (it crashed;
+        // then this copy takes over). Handing the copy back to the broker instead would
+        // spend the broker's redelivery count (a quorum queue's delivery limit, RocketMQ's
+        // max reconsume times) on a message that never failed.
+        let mut waited = Duration::ZERO;
+        let token = loop {
+            let claim = self
+                .store(shutdown, || self.inner.dedupe.claim(id, cfg.claim_lease))
+                .await;
+            match claim {
+                Ok(Claim::Claimed(token)) => break token,
+                Ok(Claim::AlreadyProcessed(_)) => {
+                    self.ack(delivery, id).await;
+                    return Disposition::Duplicate;
+                }
+                Ok(Claim::HeldByOther) => {
+                    let stopped = sleep_or_stop(cfg.held_retry_delay, shutdown).await;
+                    waited += cfg.held_retry_delay;
+                    if stopped || waited > cfg.claim_lease {
+                        self.hand_back(delivery).await;
+                        return Disposition::Deferred;
+                    }
+                }
+                Err(stopped) => return self.abandon(delivery, id, stopped),
             }
-            Ok(Claim::HeldByOther) => {
-                sleep_or_stop(cfg.held_retry_delay, shutdown).await;
-                self.hand_back(delivery).await;
-                return Disposition::Deferred;
-            }
-            Err(stopped) => return self.abandon(delivery, id, stopped),
         };
 
         let result = AssertUnwindSafe(self.inner.handler.handle_claimed(&envelope, &token))

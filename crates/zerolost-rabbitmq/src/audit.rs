@@ -1,0 +1,341 @@
+//! The durability audit through the management HTTP API: is a queue durable, a quorum
+//! queue, dead-lettered, and free of settings that drop messages?
+
+use std::time::Duration;
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+use zerolost_core::{Error, redact_url};
+
+use crate::RabbitError;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// A confirmed message can be lost.
+    Unsafe,
+    /// Nothing is lost, but a safety net is missing.
+    Advice,
+}
+
+/// One way a queue falls short of the durable layout, with its fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What is checked (`queue orders: type`).
+    pub subject: String,
+    /// The value found.
+    pub found: String,
+    /// The value required.
+    pub required: String,
+    /// How bad it is.
+    pub severity: Severity,
+    /// The declaration, command or policy that fixes it.
+    pub fix: String,
+}
+
+/// The audit of one queue: no [`Severity::Unsafe`] finding means durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// The queue.
+    pub queue: String,
+    /// Everything that falls short.
+    pub findings: Vec<Finding>,
+}
+
+impl Audit {
+    /// True when no finding can lose a message.
+    pub fn is_durable(&self) -> bool {
+        self.findings.iter().all(|f| f.severity != Severity::Unsafe)
+    }
+}
+
+/// The management plugin's HTTP API (`http://user:pass@host:15672`). The URL's password
+/// never appears in errors or `Debug`.
+///
+/// ```
+/// use zerolost_rabbitmq::ManagementApi;
+/// let api = ManagementApi::new("http://admin:s3cret@127.0.0.1:15672", "/").unwrap();
+/// assert!(!format!("{api:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct ManagementApi {
+    base: String,
+    authorization: Option<String>,
+    vhost: String,
+    shown: String,
+}
+
+impl std::fmt::Debug for ManagementApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementApi")
+            .field("url", &self.shown)
+            .field("vhost", &self.vhost)
+            .finish()
+    }
+}
+
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl ManagementApi {
+    /// The API at `url` (`http://user:pass@host:port`), for queues of `vhost`.
+    pub fn new(url: &str, vhost: &str) -> Result<Self, RabbitError> {
+        let shown = redact_url(url);
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(RabbitError::Invalid(format!(
+                "management URL `{shown}` needs a scheme: http://user:pass@host:15672"
+            )));
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (credentials, host) = match authority.rsplit_once('@') {
+            Some((credentials, host)) => (Some(credentials), host),
+            None => (None, authority),
+        };
+        let authorization = credentials.map(|c| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(c)
+            )
+        });
+        let path = path.trim_end_matches('/');
+        let base = if path.is_empty() {
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{host}/{path}")
+        };
+        Ok(Self {
+            base,
+            authorization,
+            vhost: vhost.to_owned(),
+            shown,
+        })
+    }
+
+    /// `GET /api/{path}`; `Ok(None)` on 404.
+    async fn get(&self, path: String) -> Result<Option<Value>, Error> {
+        let url = format!("{}/api/{path}", self.base);
+        let authorization = self.authorization.clone();
+        let shown = self.shown.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            let agent = ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(10)))
+                .http_status_as_error(false)
+                .build()
+                .new_agent();
+            let mut request = agent.get(&url);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            let mut response = request.call().map_err(|e| format!("GET {path}: {e}"))?;
+            match response.status().as_u16() {
+                404 => Ok(None),
+                200 => response
+                    .body_mut()
+                    .read_json::<Value>()
+                    .map(Some)
+                    .map_err(|e| format!("GET {path}: {e}")),
+                status => Err(format!("GET {path}: HTTP {status}")),
+            }
+        })
+        .await
+        .map_err(|e| Error::backend("rabbitmq management", true, e.to_string()))?;
+        answer.map_err(|reason| {
+            RabbitError::Management(format!("{shown}: {}", redact_url(&reason))).into()
+        })
+    }
+
+    async fn queue(&self, queue: &str) -> Result<Option<Value>, Error> {
+        self.get(format!("queues/{}/{}", encode(&self.vhost), encode(queue)))
+            .await
+    }
+
+    async fn exchange_exists(&self, exchange: &str) -> Result<bool, Error> {
+        Ok(self
+            .get(format!(
+                "exchanges/{}/{}",
+                encode(&self.vhost),
+                encode(exchange)
+            ))
+            .await?
+            .is_some())
+    }
+}
+
+/// A queue setting from its arguments (`x-…`) or, failing that, its effective policy.
+fn setting<'a>(queue: &'a Value, argument: &str, policy_key: &str) -> Option<&'a Value> {
+    queue
+        .get("arguments")
+        .and_then(|a| a.get(argument))
+        .or_else(|| {
+            queue
+                .get("effective_policy_definition")
+                .and_then(|p| p.get(policy_key))
+        })
+}
+
+fn shown(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => "none".to_owned(),
+    }
+}
+
+/// Checks `queue` through the management API: durable, `x-queue-type=quorum`, a
+/// dead-letter exchange that exists, no length limit that drops messages (`overflow`
+/// other than `reject-publish`), no TTL without dead-lettering, a delivery limit. Each
+/// finding names its fix. A queue that does not exist is `Error::Unroutable`.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_core::Error> {
+/// use zerolost_rabbitmq::{ManagementApi, audit};
+/// let api = ManagementApi::new("http://admin:secret@127.0.0.1:15672", "/")?;
+/// let report = audit(&api, "orders").await?;
+/// for f in &report.findings {
+///     println!("{:?} {}: {} (need {}): {}", f.severity, f.subject, f.found, f.required, f.fix);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn audit(api: &ManagementApi, queue: &str) -> Result<Audit, Error> {
+    let Some(info) = api.queue(queue).await? else {
+        return Err(Error::Unroutable {
+            destination: queue.to_owned(),
+        });
+    };
+    let mut findings = Vec::new();
+    let subject = |what: &str| format!("queue {queue}: {what}");
+    if info.get("durable") != Some(&Value::Bool(true)) {
+        findings.push(Finding {
+            subject: subject("durable"),
+            found: shown(info.get("durable")),
+            required: "true".into(),
+            severity: Severity::Unsafe,
+            fix: "a non-durable queue and its messages are gone after a broker restart: declare \
+                  a durable quorum queue (zerolost_rabbitmq::declare_destination), move the \
+                  consumers to it, delete this one"
+                .into(),
+        });
+    }
+    let kind = info
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("classic");
+    if kind != "quorum" {
+        findings.push(Finding {
+            subject: subject("type"),
+            found: kind.to_owned(),
+            required: "quorum".into(),
+            severity: Severity::Unsafe,
+            fix: "a classic queue keeps its messages on one node and may not fsync before \
+                  confirming: declare it with x-queue-type=quorum (declare_destination does); \
+                  an existing queue cannot change type: create the quorum queue, bind it, \
+                  move consumers, delete the old one"
+                .into(),
+        });
+    }
+    let dead_letter = setting(&info, "x-dead-letter-exchange", "dead-letter-exchange")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let dlq = zerolost_core::default_dlq_name(queue);
+    match &dead_letter {
+        None => findings.push(Finding {
+            subject: subject("dead-letter exchange"),
+            found: "none".into(),
+            required: "a dead-letter exchange".into(),
+            severity: Severity::Advice,
+            fix: format!(
+                "messages the broker gives up on (delivery limit, TTL, rejected) are dropped: \
+                 declare with x-dead-letter-exchange={dlq}, or `rabbitmqctl set_policy DLX \
+                 '^{queue}$' '{{\"dead-letter-exchange\":\"{dlq}\"}}' --apply-to queues`"
+            ),
+        }),
+        Some(exchange) if !api.exchange_exists(exchange).await? => findings.push(Finding {
+            subject: subject("dead-letter exchange"),
+            found: format!("{exchange} (does not exist)"),
+            required: "an existing exchange with a queue bound".into(),
+            severity: Severity::Unsafe,
+            fix: format!(
+                "dead-lettered messages are dropped: declare exchange `{exchange}` and bind a \
+                 durable quorum queue to it (declare_destination does for `{dlq}`)"
+            ),
+        }),
+        Some(_) => {}
+    }
+    let limited = setting(&info, "x-max-length", "max-length").is_some()
+        || setting(&info, "x-max-length-bytes", "max-length-bytes").is_some();
+    let overflow = setting(&info, "x-overflow", "overflow")
+        .and_then(Value::as_str)
+        .unwrap_or("drop-head");
+    if limited && overflow != "reject-publish" {
+        findings.push(Finding {
+            subject: subject("overflow"),
+            found: overflow.to_owned(),
+            required: "reject-publish".into(),
+            severity: if dead_letter.is_some() && overflow == "drop-head" {
+                Severity::Advice
+            } else {
+                Severity::Unsafe
+            },
+            fix: "a full queue drops its oldest messages: set x-overflow=reject-publish (the \
+                  publisher then gets a nack and retries), or remove the length limit"
+                .into(),
+        });
+    }
+    if setting(&info, "x-message-ttl", "message-ttl").is_some() && dead_letter.is_none() {
+        findings.push(Finding {
+            subject: subject("message TTL"),
+            found: shown(setting(&info, "x-message-ttl", "message-ttl")),
+            required: "no TTL, or a dead-letter exchange".into(),
+            severity: Severity::Unsafe,
+            fix: "expired messages are discarded: remove the TTL or set a dead-letter exchange"
+                .into(),
+        });
+    }
+    if kind == "quorum" && setting(&info, "x-delivery-limit", "delivery-limit").is_none() {
+        findings.push(Finding {
+            subject: subject("delivery limit"),
+            found: "none".into(),
+            required: "x-delivery-limit (e.g. 20)".into(),
+            severity: Severity::Advice,
+            fix: "a message that crashes every consumer is redelivered forever: declare with \
+                  x-delivery-limit=20, or `rabbitmqctl set_policy limit '^…$' \
+                  '{\"delivery-limit\":20}' --apply-to queues`"
+                .into(),
+        });
+    }
+    Ok(Audit {
+        queue: queue.to_owned(),
+        findings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn management_url_keeps_credentials_out_of_sight() {
+        let api = ManagementApi::new("http://zl:hunter2@127.0.0.1:15672/", "/").unwrap();
+        assert_eq!(api.base, "http://127.0.0.1:15672");
+        assert!(
+            api.authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Basic "))
+        );
+        assert!(!format!("{api:?}").contains("hunter2"));
+        assert!(ManagementApi::new("127.0.0.1:15672", "/").is_err());
+        assert_eq!(encode("/"), "%2F");
+        assert_eq!(encode("orders.dlq"), "orders.dlq");
+    }
+}

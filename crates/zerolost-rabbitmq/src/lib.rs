@@ -1,0 +1,32 @@
+//! RabbitMQ backend for zerolost.
+//!
+//! - [`RabbitPublisher`]: publisher confirms, persistent (`delivery_mode=2`) and mandatory
+//!   messages; each message resolved by its own ack, nack or return; reconnects by itself.
+//! - [`RabbitSubscriber`]: manual acks, `basic.qos` prefetch, `x-delivery-count` and the
+//!   redelivered flag carried into the delivery; reconnects (and redeclares) by itself.
+//! - [`RabbitConfig`]: client settings; turning confirms or persistence off is refused
+//!   unless explicitly allowed.
+//! - [`declare_destination`]: a durable exchange, a **quorum** queue with a delivery limit
+//!   and a dead-letter exchange and quorum queue `<name>.dlq`.
+//! - [`audit`]: checks a queue through the management API (type, durability,
+//!   dead-lettering, policies that drop messages); each finding names its fix.
+//! - [`queue_contents`]: reads a queue back without consuming it.
+
+mod audit;
+mod config;
+mod error;
+mod inspect;
+mod link;
+mod publisher;
+mod subscriber;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod topology;
+
+pub use audit::{Audit, Finding, ManagementApi, Severity, audit};
+pub use config::RabbitConfig;
+pub use error::RabbitError;
+pub use inspect::{queue_contents, queue_depth};
+pub use publisher::RabbitPublisher;
+pub use subscriber::RabbitSubscriber;
+pub use topology::{QueueSpec, declare_destination, declare_exchange};

@@ -1,0 +1,138 @@
+//! One connection to the broker, made on first use and made again after it broke.
+
+use std::sync::Arc;
+
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::error::lapin_is_retryable;
+use crate::{RabbitConfig, RabbitError};
+
+/// A lazily (re)made connection. Channels come from the current connection; when it is
+/// found broken, the next call connects again.
+pub(crate) struct Link {
+    config: RabbitConfig,
+    connection: Mutex<Option<Arc<Connection>>>,
+}
+
+impl Link {
+    pub(crate) fn new(config: RabbitConfig) -> Self {
+        Self {
+            config,
+            connection: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn config(&self) -> &RabbitConfig {
+        &self.config
+    }
+
+    /// The live connection, connecting if there is none or it broke.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>, RabbitError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref()
+            && connection.status().connected()
+        {
+            return Ok(connection.clone());
+        }
+        if slot.take().is_some() {
+            tracing::info!(url = %self.config.redacted_url(), "RabbitMQ connection lost; reconnecting");
+        }
+        let connection = Arc::new(connect(&self.config).await?);
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// A new channel; in confirm mode when `confirms`. A channel that does not open within
+    /// the connect timeout means the connection is dead though not yet noticed (a silent
+    /// network): it is dropped, and the next call connects again.
+    pub(crate) async fn channel(&self, confirms: bool) -> Result<Channel, RabbitError> {
+        let connection = self.connection().await?;
+        let open = async {
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(RabbitError::amqp("channel.open"))?;
+            if confirms {
+                channel
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(RabbitError::amqp("confirm.select"))?;
+            }
+            Ok(channel)
+        };
+        let timeout = self.config.connect_timeout_value();
+        match tokio::time::timeout(timeout, open).await {
+            Ok(opened) => opened,
+            Err(_) => {
+                self.reset().await;
+                Err(RabbitError::Connect {
+                    url: self.config.redacted_url(),
+                    reason: format!("no channel opened within {timeout:?}; reconnecting"),
+                    retryable: true,
+                })
+            }
+        }
+    }
+
+    /// Drops the current connection without waiting for the broker (it may be unreachable);
+    /// the next call connects again.
+    pub(crate) async fn reset(&self) {
+        if let Some(connection) = self.connection.lock().await.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(1),
+                    connection.close(320, "zerolost: reconnecting".into()),
+                )
+                .await;
+            });
+        }
+    }
+
+    /// Closes the connection (a new one is made on next use).
+    pub(crate) async fn close(&self) {
+        if let Some(connection) = self.connection.lock().await.take()
+            && connection.status().connected()
+        {
+            let _ = connection.close(200, "zerolost: closed".into()).await;
+        }
+    }
+}
+
+/// Connects within the configured timeout.
+pub(crate) async fn connect(config: &RabbitConfig) -> Result<Connection, RabbitError> {
+    let uri = config.uri()?;
+    let properties = ConnectionProperties::default().with_connection_name("zerolost".into());
+    let url = config.redacted_url();
+    match tokio::time::timeout(
+        config.connect_timeout_value(),
+        Connection::connect_uri(uri, properties),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(RabbitError::Connect {
+            url,
+            retryable: lapin_is_retryable(&e),
+            reason: zerolost_core::redact_url(&e.to_string()),
+        }),
+        Err(_) => Err(RabbitError::Connect {
+            url,
+            reason: format!("no connection within {:?}", config.connect_timeout_value()),
+            retryable: true,
+        }),
+    }
+}
+
+/// Closes `channel` in the background, giving up after a second (the broker may be
+/// unreachable; a channel that cannot close dies with its connection).
+pub(crate) fn close_quietly(channel: Channel) {
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            channel.close(200, "zerolost: channel reset".into()),
+        )
+        .await;
+    });
+}

@@ -1,0 +1,281 @@
+//! Consuming with manual acknowledgement, `basic.qos` prefetch and reconnection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Acker, Channel, Consumer};
+use zerolost_core::{Acknowledger, Delivery, Error, Incoming, Subscriber};
+
+use crate::link::{Link, close_quietly};
+use crate::topology::declare_on;
+use crate::{QueueSpec, RabbitConfig, RabbitError};
+
+/// Consumes one queue with manual acks only: a delivery is settled by the pipeline's
+/// `ack`/`nack`, and one dropped unsettled is nacked with requeue. `redelivered` and the
+/// quorum queue's `x-delivery-count` are carried into [`Delivery`].
+///
+/// When the connection or channel breaks, `next` returns a retryable error once and the
+/// following call connects again (redeclaring the queue when made
+/// [`with_topology`](Self::with_topology)); deliveries not acked before the break are
+/// redelivered by the broker and deduplicated by the consumer.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_core::Error> {
+/// use zerolost_core::Subscriber;
+/// use zerolost_rabbitmq::{QueueSpec, RabbitConfig, RabbitSubscriber};
+///
+/// let config = RabbitConfig::new("amqp://app:secret@127.0.0.1:5672/%2f").prefetch(50);
+/// let mut orders = RabbitSubscriber::new(&config, "orders")?.with_topology(QueueSpec::default());
+/// let delivery = orders.next().await?;
+/// delivery.ack().await?;
+/// # Ok(()) }
+/// ```
+pub struct RabbitSubscriber {
+    link: Arc<Link>,
+    queue: String,
+    topology: Option<QueueSpec>,
+    consuming: Option<(Channel, Consumer)>,
+}
+
+impl std::fmt::Debug for RabbitSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitSubscriber")
+            .field("queue", &self.queue)
+            .field("config", self.link.config())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RabbitSubscriber {
+    /// A consumer of `queue`; connects on the first `next`.
+    pub fn new(config: &RabbitConfig, queue: impl Into<String>) -> Result<Self, RabbitError> {
+        config.validate()?;
+        let queue = queue.into();
+        if queue.is_empty() || queue.len() > 255 {
+            return Err(RabbitError::Invalid(format!(
+                "queue name must be 1..=255 bytes, got {} bytes",
+                queue.len()
+            )));
+        }
+        Ok(Self {
+            link: Arc::new(Link::new(config.clone())),
+            queue,
+            topology: None,
+            consuming: None,
+        })
+    }
+
+    /// Declares the queue's layout ([`declare_destination`](crate::declare_destination))
+    /// on every (re)connection.
+    pub fn with_topology(mut self, spec: QueueSpec) -> Self {
+        self.topology = Some(spec);
+        self
+    }
+
+    async fn start(&self) -> Result<(Channel, Consumer), RabbitError> {
+        let channel = self.link.channel(false).await?;
+        if let Some(spec) = self.topology {
+            declare_on(&channel, &self.queue, spec).await?;
+        }
+        channel
+            .basic_qos(
+                self.link.config().prefetch_count(),
+                BasicQosOptions::default(),
+            )
+            .await
+            .map_err(RabbitError::amqp("basic.qos"))?;
+        let consumer = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: false,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(RabbitError::amqp("basic.consume"))?;
+        Ok((channel, consumer))
+    }
+
+    /// Stops consuming and closes the connection; unacked deliveries are redelivered.
+    pub async fn close(&mut self) {
+        if let Some((channel, _)) = self.consuming.take() {
+            let _ = channel.close(200, "closed".into()).await;
+        }
+        self.link.close().await;
+    }
+
+    fn to_delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
+        let headers = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .map(header_strings)
+            .unwrap_or_default();
+        let delivery_count = delivery
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delivery-count"))
+            .and_then(as_u32)
+            .map(|returned| returned.saturating_add(1));
+        let key = Some(delivery.routing_key.as_str().to_owned()).filter(|k| !k.is_empty());
+        let message = Incoming {
+            destination: self.queue.clone(),
+            key,
+            headers,
+            native_id: delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str().to_owned()),
+            payload: delivery.data.into(),
+        };
+        Delivery::new(
+            message,
+            delivery.redelivered,
+            delivery_count,
+            Box::new(RabbitAck {
+                acker: Some(delivery.acker),
+            }),
+        )
+    }
+}
+
+#[async_trait]
+impl Subscriber for RabbitSubscriber {
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        if self.consuming.is_none() {
+            self.consuming = Some(self.start().await.map_err(|e| {
+                if e.is_retryable() {
+                    Error::unavailable("rabbitmq", e)
+                } else {
+                    e.into()
+                }
+            })?);
+        }
+        let received = match self.consuming.as_mut() {
+            Some((_, consumer)) => consumer.next().await,
+            None => None,
+        };
+        match received {
+            Some(Ok(delivery)) => Ok(self.to_delivery(delivery)),
+            broken => {
+                // The channel or connection closed: the next call starts over.
+                if let Some((channel, _)) = self.consuming.take() {
+                    close_quietly(channel);
+                }
+                let reason = match broken {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "the consumer was cancelled".to_owned(),
+                };
+                Err(Error::unavailable(
+                    "rabbitmq",
+                    format!("consuming {}: {reason}", self.queue),
+                ))
+            }
+        }
+    }
+}
+
+/// Settles one delivery; dropped unsettled, it nacks with requeue.
+struct RabbitAck {
+    acker: Option<Acker>,
+}
+
+fn settled(result: Result<bool, lapin::Error>, what: &str) -> Result<(), Error> {
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::backend(
+            "rabbitmq",
+            true,
+            format!("{what}: the channel closed first; the broker redelivers the message"),
+        )),
+        Err(e) => Err(Error::backend("rabbitmq", true, format!("{what}: {e}"))),
+    }
+}
+
+#[async_trait]
+impl Acknowledger for RabbitAck {
+    async fn ack(mut self: Box<Self>) -> Result<(), Error> {
+        match self.acker.take() {
+            Some(acker) => settled(acker.ack(BasicAckOptions::default()).await, "basic.ack"),
+            None => Ok(()),
+        }
+    }
+
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), Error> {
+        match self.acker.take() {
+            Some(acker) => settled(
+                acker
+                    .nack(BasicNackOptions {
+                        requeue,
+                        multiple: false,
+                    })
+                    .await,
+                "basic.nack",
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RabbitAck {
+    fn drop(&mut self) {
+        if let Some(acker) = self.acker.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            });
+        }
+    }
+}
+
+fn as_u32(value: &AMQPValue) -> Option<u32> {
+    match value {
+        AMQPValue::ShortShortInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::ShortShortUInt(v) => Some(u32::from(*v)),
+        AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
+        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::LongUInt(v) => Some(*v),
+        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+/// The headers that have a text form (strings, numbers, booleans); tables and arrays such
+/// as `x-death` are left out.
+pub(crate) fn header_strings(table: &FieldTable) -> BTreeMap<String, String> {
+    table
+        .inner()
+        .iter()
+        .filter_map(|(name, value)| {
+            let text = match value {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.as_str().to_owned(),
+                AMQPValue::Boolean(b) => b.to_string(),
+                other => as_u32(other)
+                    .map(|n| n.to_string())
+                    .or_else(|| match other {
+                        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+                        AMQPValue::LongInt(n) => Some(n.to_string()),
+                        _ => None,
+                    })?,
+            };
+            Some((name.as_str().to_owned(), text))
+        })
+        .collect()
+}

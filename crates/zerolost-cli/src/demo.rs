@@ -25,6 +25,8 @@ pub enum BackendKind {
     KafkaMock,
     /// A real Kafka (`ZEROLOST_KAFKA_BROKERS`, else the single-node test broker).
     Kafka,
+    /// A real RabbitMQ (`ZEROLOST_AMQP_URL`, else the test broker): quorum queues.
+    Rabbitmq,
 }
 
 /// Where the outbox lives.
@@ -115,7 +117,8 @@ struct DemoReport {
     unexpected_parked: usize,
     timed_out: bool,
     ok: bool,
-    /// Faults injected into the broker from outside the pipeline (the Kafka mock's chaos).
+    /// Faults injected into the broker from outside the pipeline (the Kafka mock's chaos,
+    /// RabbitMQ connections closed by the broker).
     broker_faults: u64,
 }
 
@@ -222,6 +225,7 @@ async fn scenario_broker(kind: BackendKind) -> Result<ScenarioBroker, Error> {
     let limit = scenario::MAX_MESSAGE_BYTES.to_string();
     let backend = match kind {
         BackendKind::Memory => return Ok(ScenarioBroker::Memory),
+        BackendKind::Rabbitmq => return rabbitmq_broker().await,
         BackendKind::KafkaMock => KafkaBackend::mock()?,
         BackendKind::Kafka => {
             let config = zerolost_kafka::testkit::single_node_config();
@@ -242,6 +246,33 @@ async fn scenario_broker(kind: BackendKind) -> Result<ScenarioBroker, Error> {
         ..backend
     };
     let chaos = backend.mock_chaos();
+    Ok(ScenarioBroker::Backend {
+        backend: Arc::new(backend),
+        chaos,
+    })
+}
+
+/// RabbitMQ: the test broker (or `ZEROLOST_AMQP_URL`), refusing the scenario's oversized
+/// messages like a broker with that `max_message_size`; every 2 s the broker closes one of
+/// zerolost's connections (management API, `ZEROLOST_RABBITMQ_MGMT_URL`).
+async fn rabbitmq_broker() -> Result<ScenarioBroker, Error> {
+    let config =
+        zerolost_rabbitmq::testkit::test_config().max_message_size(scenario::MAX_MESSAGE_BYTES);
+    zerolost_rabbitmq::declare_exchange(&config, "zerolost-demo-probe")
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "no RabbitMQ at {} ({e}); start one with scripts/services/rabbitmq.sh start, \
+                 or set ZEROLOST_AMQP_URL",
+                config.redacted_url()
+            ))
+        })?;
+    let backend = zerolost_rabbitmq::testkit::RabbitBackend::new(config);
+    // Without the management API the run goes on, without broker-side faults.
+    let chaos = backend
+        .connection_chaos()
+        .inspect_err(|e| tracing::warn!(error = %e, "no connection chaos"))
+        .ok();
     Ok(ScenarioBroker::Backend {
         backend: Arc::new(backend),
         chaos,

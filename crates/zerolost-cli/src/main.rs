@@ -3,6 +3,8 @@
 
 mod bench;
 mod bench_broker;
+mod bench_kafka;
+mod bench_rabbitmq;
 mod demo;
 mod stores;
 
@@ -33,7 +35,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZEROLOST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+                // lapin logs every dropped connection at ERROR (zerolost reports and retries
+                // them itself) and a returned message with its payload at WARN: off by default.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,lapin=off")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -124,6 +124,11 @@ impl ManagementApi {
 
     /// `GET /api/{path}`; `Ok(None)` on 404.
     async fn get(&self, path: String) -> Result<Option<Value>, Error> {
+        self.request("GET", path).await
+    }
+
+    /// One API call; `Ok(None)` on 404 (and for answers without a body).
+    async fn request(&self, method: &'static str, path: String) -> Result<Option<Value>, Error> {
         let url = format!("{}/api/{path}", self.base);
         let authorization = self.authorization.clone();
         let shown = self.shown.clone();
@@ -133,19 +138,29 @@ impl ManagementApi {
                 .http_status_as_error(false)
                 .build()
                 .new_agent();
-            let mut request = agent.get(&url);
-            if let Some(authorization) = authorization {
-                request = request.header("Authorization", authorization);
+            let mut response = if method == "DELETE" {
+                let mut request = agent.delete(&url).header("X-Reason", "zerolost chaos");
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.call()
+            } else {
+                let mut request = agent.get(&url);
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.call()
             }
-            let mut response = request.call().map_err(|e| format!("GET {path}: {e}"))?;
+            .map_err(|e| format!("{method} {path}: {e}"))?;
             match response.status().as_u16() {
                 404 => Ok(None),
+                204 => Ok(None),
                 200 => response
                     .body_mut()
                     .read_json::<Value>()
                     .map(Some)
-                    .map_err(|e| format!("GET {path}: {e}")),
-                status => Err(format!("GET {path}: HTTP {status}")),
+                    .map_err(|e| format!("{method} {path}: {e}")),
+                status => Err(format!("{method} {path}: HTTP {status}")),
             }
         })
         .await
@@ -153,6 +168,58 @@ impl ManagementApi {
         answer.map_err(|reason| {
             RabbitError::Management(format!("{shown}: {}", redact_url(&reason))).into()
         })
+    }
+
+    /// Names of the open client connections of this vhost whose `connection_name` is
+    /// `client` (zerolost's own are named `zerolost`).
+    pub async fn connections(&self, client: &str) -> Result<Vec<String>, Error> {
+        let listed = self
+            .list(format!("vhosts/{}/connections", encode(&self.vhost)))
+            .await?;
+        Ok(listed
+            .iter()
+            .filter(|c| {
+                c.get("client_properties")
+                    .and_then(|p| p.get("connection_name"))
+                    .and_then(Value::as_str)
+                    == Some(client)
+            })
+            .filter_map(name_of)
+            .collect())
+    }
+
+    /// `GET /api/{path}` of a listing: its items (none on 404).
+    async fn list(&self, path: String) -> Result<Vec<Value>, Error> {
+        Ok(match self.get(path).await? {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        })
+    }
+
+    /// Names of this vhost's queues (`what = "queues"`) or exchanges (`"exchanges"`).
+    pub async fn names(&self, what: &str) -> Result<Vec<String>, Error> {
+        let listed = self
+            .list(format!("{what}/{}?columns=name", encode(&self.vhost)))
+            .await?;
+        Ok(listed.iter().filter_map(name_of).collect())
+    }
+
+    /// Deletes one of this vhost's queues (`what = "queues"`) or exchanges (`"exchanges"`).
+    pub async fn delete(&self, what: &str, name: &str) -> Result<(), Error> {
+        self.request(
+            "DELETE",
+            format!("{what}/{}/{}", encode(&self.vhost), encode(name)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Closes a client connection from the broker's side (as an operator or a network
+    /// fault would); its client sees the connection drop.
+    pub async fn close_connection(&self, name: &str) -> Result<(), Error> {
+        self.request("DELETE", format!("connections/{}", encode(name)))
+            .await
+            .map(drop)
     }
 
     async fn queue(&self, queue: &str) -> Result<Option<Value>, Error> {
@@ -170,6 +237,11 @@ impl ManagementApi {
             .await?
             .is_some())
     }
+}
+
+/// The `name` field of a listed item.
+fn name_of(item: &Value) -> Option<String> {
+    item.get("name").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// A queue setting from its arguments (`x-…`) or, failing that, its effective policy.

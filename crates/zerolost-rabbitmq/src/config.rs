@@ -33,6 +33,7 @@ pub struct RabbitConfig {
     confirm_timeout: Duration,
     connect_timeout: Duration,
     publisher_channels: usize,
+    max_message_size: usize,
     confirms: bool,
     persistent: bool,
     unsafe_allowed: Option<String>,
@@ -49,6 +50,7 @@ impl RabbitConfig {
             confirm_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             publisher_channels: 4,
+            max_message_size: 128 * 1024 * 1024,
             confirms: true,
             persistent: true,
             unsafe_allowed: None,
@@ -77,6 +79,14 @@ impl RabbitConfig {
     /// How many confirm-mode channels a publisher spreads concurrent batches over (default 4).
     pub fn publisher_channels(mut self, channels: usize) -> Self {
         self.publisher_channels = channels;
+        self
+    }
+
+    /// The broker's `max_message_size` (default 128 MiB, RabbitMQ's default): a larger
+    /// message is refused before it is sent (a permanent error: the relay parks it), instead
+    /// of making the broker close the channel on every attempt.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
         self
     }
 
@@ -129,6 +139,10 @@ impl RabbitConfig {
         self.connect_timeout
     }
 
+    pub(crate) fn max_message_bytes(&self) -> usize {
+        self.max_message_size
+    }
+
     pub(crate) fn publisher_channel_count(&self) -> usize {
         self.publisher_channels
     }
@@ -141,6 +155,11 @@ impl RabbitConfig {
             return Err(RabbitError::Invalid(
                 "prefetch 0 means unlimited: one consumer would hold the whole queue; set 1..=65535"
                     .into(),
+            ));
+        }
+        if self.max_message_size == 0 {
+            return Err(RabbitError::Invalid(
+                "max_message_size must be at least 1 byte".into(),
             ));
         }
         if self.publisher_channels == 0 {
@@ -205,6 +224,7 @@ impl fmt::Debug for RabbitConfig {
             .field("confirm_timeout", &self.confirm_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("publisher_channels", &self.publisher_channels)
+            .field("max_message_size", &self.max_message_size)
             .field("confirms", &self.confirms)
             .field("persistent", &self.persistent)
             .field("unsafe_allowed", &self.unsafe_allowed)

@@ -29,4 +29,4 @@ pub use error::RabbitError;
 pub use inspect::{queue_contents, queue_depth};
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
-pub use topology::{QueueSpec, declare_destination, declare_exchange};
+pub use topology::{QueueSpec, declare_destination, declare_exchange, delete_destination};

@@ -16,9 +16,6 @@ use crate::error::is_not_found;
 use crate::link::{Link, close_quietly};
 use crate::{RabbitConfig, RabbitError};
 
-/// RabbitMQ's default `max_message_size` (128 MiB): a larger message closes the channel.
-const MAX_MESSAGE_SIZE: usize = 128 * 1024 * 1024;
-
 /// Publishes with publisher confirms: `Ok` only on the broker's ack for that message.
 ///
 /// Each message goes to the exchange named by its destination (`""` is the default
@@ -284,11 +281,12 @@ impl RabbitPublisher {
     async fn publish_all(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
         let mut results: Vec<Option<Result<Receipt, Error>>> =
             envelopes.iter().map(|_| None).collect();
+        let limit = self.link.config().max_message_bytes();
         for (index, envelope) in envelopes.iter().enumerate() {
-            if envelope.payload.len() > MAX_MESSAGE_SIZE {
+            if envelope.payload.len() > limit {
                 results[index] = Some(Err(Error::Rejected {
                     reason: format!(
-                        "message of {} bytes exceeds RabbitMQ's default max_message_size of {MAX_MESSAGE_SIZE} bytes",
+                        "message of {} bytes exceeds the broker's max_message_size of {limit} bytes",
                         envelope.payload.len()
                     ),
                 }));

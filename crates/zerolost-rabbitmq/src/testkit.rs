@@ -13,10 +13,44 @@ use zerolost_core::{
 use zerolost_testkit::{Backend, DeadLetter};
 
 use crate::{
-    QueueSpec, RabbitConfig, RabbitPublisher, RabbitSubscriber, declare_destination, queue_contents,
+    ManagementApi, QueueSpec, RabbitConfig, RabbitError, RabbitPublisher, RabbitSubscriber,
+    declare_destination, queue_contents,
 };
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
+static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+
+/// The process id in a test or bench name (`zlt-<tag>-<pid>-<n>`, `zlbench-<pid>-…`).
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name
+        .strip_prefix("zlbench-")
+        .or_else(|| name.strip_prefix("zlt-"))?;
+    let parts: Vec<&str> = rest.split(['-', '.']).collect();
+    if name.starts_with("zlbench-") {
+        return parts.first()?.parse().ok();
+    }
+    // zlt-<tag...>-<pid>-<n>[.dlq]: the pid is the second number from the end.
+    let numbers: Vec<u32> = parts.iter().filter_map(|p| p.parse().ok()).collect();
+    (numbers.len() >= 2).then(|| numbers[numbers.len() - 2])
+}
+
+/// Deletes the queues and exchanges that test and bench runs of processes no longer alive
+/// left on the test broker (quorum queues cost the broker memory each).
+async fn sweep_dead_runs(config: &RabbitConfig) -> Result<(), Error> {
+    if !std::path::Path::new("/proc/self").exists() {
+        return Ok(());
+    }
+    let api = ManagementApi::new(&test_management_url(), &config.uri()?.vhost)?;
+    let dead = |name: &String| {
+        owner_pid(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    for what in ["queues", "exchanges"] {
+        for name in api.names(what).await?.iter().filter(|n| dead(n)) {
+            api.delete(what, name).await?;
+        }
+    }
+    Ok(())
+}
 
 /// The test broker's AMQP URL: `ZEROLOST_AMQP_URL`, else the one
 /// `scripts/services/rabbitmq.sh` starts.
@@ -73,6 +107,13 @@ impl RabbitBackend {
         let config = test_config();
         let probe = crate::link::connect(&config).await.map(drop);
         zerolost_testkit::require_service("rabbitmq", probe)?;
+        SWEPT
+            .get_or_init(|| async {
+                if let Err(e) = sweep_dead_runs(&config).await {
+                    eprintln!("note: could not remove earlier test runs' queues: {e}");
+                }
+            })
+            .await;
         Some(Self::new(config))
     }
 
@@ -126,5 +167,54 @@ impl Backend for RabbitBackend {
 
     fn patience(&self) -> Duration {
         Duration::from_secs(20)
+    }
+}
+
+impl RabbitBackend {
+    /// A fault task for [`zerolost_testkit::scenario`]: every 2 seconds the broker closes one
+    /// of zerolost's client connections (through the management API at
+    /// [`test_management_url`]), in turn the publisher's, the consumer's and the dead-letter
+    /// publisher's: each must notice, reconnect and carry on. Returns how many it closed.
+    pub fn connection_chaos(&self) -> Result<zerolost_testkit::scenario::Chaos, RabbitError> {
+        let vhost = self.config.uri()?.vhost;
+        let api = ManagementApi::new(&test_management_url(), &vhost)?;
+        Ok(Arc::new(move |stop: zerolost_core::CancellationToken| {
+            let api = api.clone();
+            Box::pin(async move {
+                let mut closed = 0u64;
+                let mut round = 0usize;
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    }
+                    let Ok(mut names) = api.connections("zerolost").await else {
+                        continue;
+                    };
+                    if names.is_empty() {
+                        continue;
+                    }
+                    names.sort();
+                    round += 1;
+                    let victim = &names[round % names.len()];
+                    if api.close_connection(victim).await.is_ok() {
+                        closed += 1;
+                    }
+                }
+                closed
+            }) as futures::future::BoxFuture<'static, u64>
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn owner_pids_are_read_from_test_names() {
+        assert_eq!(super::owner_pid("zlt-conf-1234-7"), Some(1234));
+        assert_eq!(super::owner_pid("zlt-audit-weak-1234-7.dlq"), Some(1234));
+        assert_eq!(super::owner_pid("zlbench-99-raw.dlq"), Some(99));
+        assert_eq!(super::owner_pid("orders"), None);
+        assert_eq!(super::owner_pid("zerolost-demo-probe"), None);
     }
 }

@@ -1,7 +1,10 @@
 //! The durable layout: a topic exchange per destination, a quorum queue bound to it, and
 //! a dead-letter exchange and quorum queue beside it.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 use zerolost_core::default_dlq_name;
@@ -88,6 +91,37 @@ pub async fn declare_exchange(config: &RabbitConfig, exchange: &str) -> Result<(
     let declared = exchange_on(&channel, exchange).await;
     let _ = connection.close(200, "declared".into()).await;
     declared
+}
+
+/// Deletes what [`declare_destination`] made: queues and exchanges `name` and `name.dlq`,
+/// with any messages still in them. Missing ones are skipped.
+pub async fn delete_destination(
+    config: &RabbitConfig,
+    destination: &str,
+) -> Result<(), RabbitError> {
+    let connection = connect(config).await?;
+    let dlq = default_dlq_name(destination);
+    let deleted = async {
+        for name_ in [destination, dlq.as_str()] {
+            // A failed delete closes its channel: one channel per deletion.
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(RabbitError::amqp("channel.open"))?;
+            channel
+                .queue_delete(name(name_)?, QueueDeleteOptions::default())
+                .await
+                .map_err(RabbitError::amqp("queue.delete"))?;
+            channel
+                .exchange_delete(name(name_)?, ExchangeDeleteOptions::default())
+                .await
+                .map_err(RabbitError::amqp("exchange.delete"))?;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = connection.close(200, "deleted".into()).await;
+    deleted
 }
 
 async fn exchange_on(channel: &Channel, exchange: &str) -> Result<(), RabbitError> {

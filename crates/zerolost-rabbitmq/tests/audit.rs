@@ -146,9 +146,10 @@ async fn settings_from_a_policy_count_like_arguments() {
     });
     let auth = base64::engine::general_purpose::STANDARD.encode("zerolost:zerolost");
     let url = format!("http://127.0.0.1:55673/api/policies/zerolost/{queue}");
+    let (put_url, put_auth) = (url.clone(), auth.clone());
     tokio::task::spawn_blocking(move || {
-        ureq::put(&url)
-            .header("Authorization", format!("Basic {auth}"))
+        ureq::put(&put_url)
+            .header("Authorization", format!("Basic {put_auth}"))
             .send_json(body)
             .map(drop)
     })
@@ -166,6 +167,15 @@ async fn settings_from_a_policy_count_like_arguments() {
         },
     )
     .await;
+    tokio::task::spawn_blocking(move || {
+        ureq::delete(&url)
+            .header("Authorization", format!("Basic {auth}"))
+            .call()
+            .map(drop)
+    })
+    .await
+    .expect("task")
+    .expect("remove the policy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

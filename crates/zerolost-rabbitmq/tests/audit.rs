@@ -206,6 +206,13 @@ async fn the_delivery_limit_dead_letters_a_message_every_consumer_gives_back() {
         let delivery = delivery.expect("delivery");
         deliveries += 1;
         assert!(deliveries <= 5, "the broker should have given up by now");
+        // The quorum queue's x-delivery-count, carried into the delivery.
+        if deliveries == 1 {
+            assert!(!delivery.redelivered);
+        } else {
+            assert!(delivery.redelivered);
+            assert_eq!(delivery.delivery_count, Some(deliveries));
+        }
         delivery.nack(true).await.expect("nack");
     }
     assert_eq!(

@@ -3,6 +3,6 @@
 set -euo pipefail
 here="$(dirname "$0")"
 "$here/kafka.sh" stop cluster
-for service in toxiproxy rabbitmq kafka redis mariadb postgres; do
+for service in toxiproxy rocketmq rabbitmq kafka redis mariadb postgres; do
   "$here/$service.sh" stop
 done

@@ -2,12 +2,15 @@
 # Starts every service the test suite needs (idempotent) and prints their addresses.
 set -euo pipefail
 here="$(dirname "$0")"
-for service in postgres mariadb redis kafka rabbitmq toxiproxy; do
+for service in postgres mariadb redis kafka rabbitmq rocketmq toxiproxy; do
   "$here/$service.sh" start
 done
 # The 3-node Kafka cluster for the durability tests (replication 3, min ISR 2).
 "$here/kafka.sh" start cluster
-for service in postgres mariadb redis kafka rabbitmq toxiproxy; do
+# A second RocketMQ broker with ASYNC_FLUSH, which the durability audit must flag.
+"$here/rocketmq.sh" start async
+for service in postgres mariadb redis kafka rabbitmq rocketmq toxiproxy; do
   "$here/$service.sh" status
 done
 "$here/kafka.sh" status cluster
+"$here/rocketmq.sh" status async

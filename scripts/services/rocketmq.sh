@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Apache RocketMQ 5 assembled from Maven Central jars (scripts/services/rocketmq/pom.xml) and
+# run with `java`, on loopback:
+#   name server  127.0.0.1:${ZEROLOST_ROCKETMQ_NAMESRV_PORT:-59876}
+#   broker       zerolost-a, cluster ZerolostCluster, 127.0.0.1:50911
+#                flushDiskType=SYNC_FLUSH, brokerRole=ASYNC_MASTER (a single master; SYNC_MASTER
+#                needs a slave), no topic auto-creation
+#   async broker zerolost-async, cluster ZerolostAsyncCluster, 127.0.0.1:51911, ASYNC_FLUSH:
+#                the unsafe layout the durability audit must flag (`start async`)
+# Usage: rocketmq.sh start|stop|restart|status|url [async]
+#        rocketmq.sh kill            kill -9 of the SYNC_FLUSH broker, then start it again on its store
+#        rocketmq.sh topic NAME [CLUSTER]   create a topic (4 queues) on a cluster
+#        rocketmq.sh admin ARGS...   run mqadmin (org.apache.rocketmq.tools) against the name server
+# start is idempotent: running processes are left alone. Jars are cached in the state dir.
+source "$(dirname "$0")/lib.sh"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$STATE_DIR/rocketmq"
+LIB="$ROOT/lib"
+NAMESRV_PORT="${ZEROLOST_ROCKETMQ_NAMESRV_PORT:-59876}"
+NAMESRV="127.0.0.1:$NAMESRV_PORT"
+
+need_java() {
+  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+}
+
+# Resolves the jars once (the pom's hash marks a complete download).
+jars() {
+  local stamp="$LIB/.pom-$(sha256sum "$HERE/rocketmq/pom.xml" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  need_java
+  log "rocketmq: resolving name server and broker jars from Maven Central"
+  rm -rf "$LIB.tmp" && mkdir -p "$LIB.tmp"
+  (cd "$HERE/rocketmq" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$LIB.tmp" >/dev/null) \
+    || die "could not resolve the RocketMQ jars (is Maven Central reachable?)"
+  rm -rf "$LIB" && mv "$LIB.tmp" "$LIB" && touch "$stamp"
+}
+
+# java_in DIR HEAP CLASS ARGS...: runs a RocketMQ main class with its home and logs under DIR.
+java_in() {
+  local dir=$1 heap=$2; shift 2
+  mkdir -p "$dir/home/conf"
+  ROCKETMQ_HOME="$dir/home" java $heap -XX:+UseSerialGC -Duser.home="$dir" \
+    -Drocketmq.home.dir="$dir/home" -cp "$LIB/*" "$@"
+}
+
+# launch DIR HEAP CLASS ARGS...: java_in in the background, detached; its pid in DIR/pid.
+launch() {
+  local dir=$1 heap=$2; shift 2
+  mkdir -p "$dir/home/conf"
+  ROCKETMQ_HOME="$dir/home" nohup java $heap -XX:+UseSerialGC -Duser.home="$dir" \
+    -Drocketmq.home.dir="$dir/home" -cp "$LIB/*" "$@" >>"$dir/console.log" 2>&1 < /dev/null &
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+
+# name: namesrv | broker | async
+proc_dir() { echo "$ROOT/$1"; }
+proc_port() { case $1 in namesrv) echo "$NAMESRV_PORT" ;; broker) echo 50911 ;; async) echo 51911 ;; esac; }
+ready() { pid_alive "$(proc_dir "$1")/pid" && grep -q "boot success" "$(proc_dir "$1")/console.log" 2>/dev/null; }
+
+write_broker_conf() {
+  local which=$1 dir; dir=$(proc_dir "$which")
+  local name=zerolost-a cluster=ZerolostCluster flush=SYNC_FLUSH
+  if [ "$which" = async ]; then name=zerolost-async cluster=ZerolostAsyncCluster flush=ASYNC_FLUSH; fi
+  mkdir -p "$dir/store"
+  cat > "$dir/broker.conf" <<CONF
+brokerClusterName=$cluster
+brokerName=$name
+brokerId=0
+namesrvAddr=$NAMESRV
+brokerIP1=127.0.0.1
+listenPort=$(proc_port "$which")
+storePathRootDir=$dir/store
+storePathCommitLog=$dir/store/commitlog
+flushDiskType=$flush
+brokerRole=ASYNC_MASTER
+# 64 MB commit log files instead of 1 GB: small disks, fast starts.
+mappedFileSizeCommitLog=67108864
+autoCreateTopicEnable=false
+autoCreateSubscriptionGroup=true
+# Redeliveries of a consume-later message: well above zerolost's own max_attempts (3).
+maxReconsumeTimes=16
+CONF
+}
+
+start_proc() {
+  local which=$1 dir; dir=$(proc_dir "$which")
+  ready "$which" && return 0
+  pid_alive "$dir/pid" && { wait_proc "$which"; return 0; }
+  port_open "$(proc_port "$which")" && die "port $(proc_port "$which") is taken by another program"
+  mkdir -p "$dir"
+  : > "$dir/console.log"
+  if [ "$which" = namesrv ]; then
+    echo "listenPort=$NAMESRV_PORT" > "$dir/namesrv.properties"
+    log "rocketmq: starting the name server on $NAMESRV"
+    launch "$dir" "-Xms128m -Xmx256m" org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.properties"
+  else
+    write_broker_conf "$which"
+    log "rocketmq: starting broker $which on 127.0.0.1:$(proc_port "$which")"
+    launch "$dir" "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m" \
+      org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf"
+  fi
+  echo $! > "$dir/pid"
+}
+
+wait_proc() {
+  local which=$1 dir; dir=$(proc_dir "$which")
+  local deadline=$((SECONDS + 120))
+  until ready "$which"; do
+    if ! pid_alive "$dir/pid"; then
+      grep -v '|-INFO\||-WARN' "$dir/console.log" | tail -n 30 >&2
+      die "rocketmq $which exited"
+    fi
+    [ $SECONDS -lt $deadline ] || die "rocketmq $which did not start within 120s"
+    sleep 0.3
+  done
+}
+
+stop_proc() {
+  local which=$1 pidfile; pidfile="$(proc_dir "$1")/pid"
+  pid_alive "$pidfile" || return 0
+  local pid; pid=$(head -n1 "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+start() {
+  jars
+  need_java
+  start_proc namesrv; wait_proc namesrv
+  local which=broker
+  [ "${1:-}" = async ] && which=async
+  start_proc "$which"; wait_proc "$which"
+}
+
+stop() {
+  if [ "${1:-}" = async ]; then stop_proc async; return; fi
+  # Brokers first: a broker stopping unregisters from the name server.
+  stop_proc async & stop_proc broker & wait
+  stop_proc namesrv
+}
+
+admin() { jars; java_in "$ROOT/admin" '-Xmx256m' org.apache.rocketmq.tools.command.MQAdminStartup "$@" -n "$NAMESRV"; }
+
+case "${1:-start}" in
+  start) start "${2:-}" ;;
+  stop) stop "${2:-}" ;;
+  restart) stop "${2:-}"; start "${2:-}" ;;
+  status)
+    if [ "${2:-}" = async ]; then ready async && echo "rocketmq async broker up at 127.0.0.1:51911 (name server $NAMESRV)"
+    else ready namesrv && ready broker && echo "rocketmq up: name server $NAMESRV, broker 127.0.0.1:50911 (SYNC_FLUSH)"; fi ;;
+  url) echo "$NAMESRV" ;;
+  kill)
+    kill_pidfile "$(proc_dir broker)/pid"
+    start_proc broker; wait_proc broker ;;
+  topic)
+    [ -n "${2:-}" ] || die "usage: $0 topic NAME [CLUSTER]"
+    out=$(admin updateTopic -c "${3:-ZerolostCluster}" -t "$2" -r 4 -w 4 2>&1 || true)
+    case "$out" in *success*) ;; *) printf '%s\n' "$out" | grep -v '|-INFO\||-WARN' | tail -n 5 >&2; die "could not create topic $2" ;; esac ;;
+  admin) shift; admin "$@" 2>&1 | grep -v '|-INFO\||-WARN' ;;
+  *) echo "usage: $0 start|stop|restart|status|url [async] | kill | topic NAME [CLUSTER] | admin ARGS" >&2; exit 2 ;;
+esac

@@ -151,22 +151,29 @@ impl ManagementApi {
                 }
                 request.call()
             }
-            .map_err(|e| format!("{method} {path}: {e}"))?;
+            .map_err(|e| (format!("{method} {path}: {e}"), true))?;
             match response.status().as_u16() {
-                404 => Ok(None),
-                204 => Ok(None),
+                404 | 204 => Ok(None),
                 200 => response
                     .body_mut()
                     .read_json::<Value>()
                     .map(Some)
-                    .map_err(|e| format!("{method} {path}: {e}")),
-                status => Err(format!("{method} {path}: HTTP {status}")),
+                    .map_err(|e| (format!("{method} {path}: {e}"), true)),
+                status @ (401 | 403) => Err((
+                    format!("{method} {path}: HTTP {status}: the credentials are refused"),
+                    false,
+                )),
+                status => Err((format!("{method} {path}: HTTP {status}"), true)),
             }
         })
         .await
         .map_err(|e| Error::backend("rabbitmq management", true, e.to_string()))?;
-        answer.map_err(|reason| {
-            RabbitError::Management(format!("{shown}: {}", redact_url(&reason))).into()
+        answer.map_err(|(reason, retryable)| {
+            RabbitError::Management {
+                reason: format!("{shown}: {}", redact_url(&reason)),
+                retryable,
+            }
+            .into()
         })
     }
 

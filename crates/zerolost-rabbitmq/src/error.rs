@@ -55,8 +55,13 @@ pub enum RabbitError {
     #[error("no publisher confirm within {0:?}; the message may or may not be stored")]
     ConfirmTimeout(std::time::Duration),
     /// The management HTTP API failed or answered unexpectedly.
-    #[error("RabbitMQ management API: {0}")]
-    Management(String),
+    #[error("RabbitMQ management API: {reason}")]
+    Management {
+        /// What failed (the URL without credentials).
+        reason: String,
+        /// False when the API refused the credentials (401/403): trying again cannot help.
+        retryable: bool,
+    },
 }
 
 /// Whether a broker's or client's error can go away by itself.
@@ -104,9 +109,8 @@ impl RabbitError {
             | RabbitError::Unroutable { .. } => false,
             RabbitError::Connect { retryable, .. } => *retryable,
             RabbitError::Amqp { source, .. } => lapin_is_retryable(source),
-            RabbitError::Nacked { .. }
-            | RabbitError::ConfirmTimeout(_)
-            | RabbitError::Management(_) => true,
+            RabbitError::Management { retryable, .. } => *retryable,
+            RabbitError::Nacked { .. } | RabbitError::ConfirmTimeout(_) => true,
         }
     }
 

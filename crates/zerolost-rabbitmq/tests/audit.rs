@@ -231,3 +231,17 @@ async fn the_delivery_limit_dead_letters_a_message_every_consumer_gives_back() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_management_credentials_are_permanent_and_not_shown() {
+    let Some(config) = common::broker().await else {
+        return;
+    };
+    let queue = common::destination(&config, "audit-auth", QueueSpec::default()).await;
+    let api = ManagementApi::new("http://zerolost:wrong-hunter2@127.0.0.1:55673", "zerolost")
+        .expect("url");
+    let error = audit(&api, &queue).await.expect_err("refused");
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!error.is_retryable(), "401 does not heal by retrying: {error}");
+}

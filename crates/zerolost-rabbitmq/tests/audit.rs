@@ -243,5 +243,8 @@ async fn refused_management_credentials_are_permanent_and_not_shown() {
     let error = audit(&api, &queue).await.expect_err("refused");
     let text = format!("{error} {error:?}");
     assert!(!text.contains("hunter2"), "{text}");
-    assert!(!error.is_retryable(), "401 does not heal by retrying: {error}");
+    assert!(
+        !error.is_retryable(),
+        "401 does not heal by retrying: {error}"
+    );
 }

@@ -22,3 +22,7 @@ pub use zerolost_kafka as kafka;
 /// The RabbitMQ backend: feature `rabbitmq`.
 #[cfg(feature = "rabbitmq")]
 pub use zerolost_rabbitmq as rabbitmq;
+
+/// The RocketMQ backend (in progress: the publisher): feature `rocketmq`.
+#[cfg(feature = "rocketmq")]
+pub use zerolost_rocketmq as rocketmq;

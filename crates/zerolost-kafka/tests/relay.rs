@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::{fresh_topic, read_topic};
 use zerolost_core::memory::MemoryOutbox;
-use zerolost_core::{Envelope, OutboxStatus, OutboxStore, Relay, RelayConfig};
+use zerolost_core::{Envelope, Relay, RelayConfig};
 use zerolost_kafka::{KafkaPublisher, TopicSpec, ensure_topic};
+use zerolost_testkit::conformance::{drain_on_healthy_broker, parked_reason};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_publishes_every_row_once_and_parks_the_unroutable() {
@@ -37,30 +38,9 @@ async fn relay_publishes_every_row_once_and_parks_the_unroutable() {
             ..RelayConfig::default()
         })
         .expect("relay");
-    let (mut published, mut parked) = (0, 0);
-    loop {
-        let round = relay.run_once().await.expect("round");
-        if round.leased == 0 {
-            break;
-        }
-        published += round.published;
-        parked += round.parked;
-        assert_eq!(
-            round.rescheduled, 0,
-            "nothing fails retryably on a healthy broker"
-        );
-    }
+    let (published, parked) = drain_on_healthy_broker(&relay).await;
     assert_eq!((published, parked), (10_000, 1));
-    assert_eq!(outbox.status(nowhere.id), Some(OutboxStatus::Parked));
-    let parked_row = outbox
-        .snapshot(None)
-        .await
-        .expect("snapshot")
-        .entries
-        .into_iter()
-        .find(|e| e.id == nowhere.id)
-        .expect("the parked row is kept");
-    let reason = parked_row.last_error.expect("parked with its reason");
+    let reason = parked_reason(&*outbox, nowhere.id).await;
     assert!(reason.contains("unroutable"), "{reason}");
 
     let read = read_topic(&config, &topic).await;

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use zerolost_core::memory::MemoryOutbox;
-use zerolost_core::{Envelope, Error, OutboxStatus, OutboxStore, Publisher, Relay, RelayConfig};
+use zerolost_core::{Envelope, Error, Publisher, Relay, RelayConfig};
 use zerolost_rabbitmq::testkit::RabbitBackend;
 use zerolost_rabbitmq::{
     QueueSpec, RabbitConfig, RabbitError, RabbitPublisher, declare_exchange, queue_contents,
 };
+use zerolost_testkit::conformance::{drain_on_healthy_broker, parked_reason};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_is_stored_once_persistent_with_its_id_and_headers() {
@@ -117,29 +118,10 @@ async fn relay_parks_unroutable_rows_with_the_reason_and_sends_the_rest() {
         ..RelayConfig::default()
     })
     .expect("relay");
-    let (mut published, mut parked) = (0, 0);
-    loop {
-        let round = relay.run_once().await.expect("round");
-        if round.leased == 0 {
-            break;
-        }
-        assert_eq!(
-            round.rescheduled, 0,
-            "nothing fails retryably on a healthy broker"
-        );
-        published += round.published;
-        parked += round.parked;
-    }
+    let (published, parked) = drain_on_healthy_broker(&relay).await;
     assert_eq!((published, parked), (good.len(), bad.len()));
-    let snapshot = outbox.snapshot(None).await.expect("snapshot");
     for envelope in &bad {
-        assert_eq!(outbox.status(envelope.id), Some(OutboxStatus::Parked));
-        let row = snapshot
-            .entries
-            .iter()
-            .find(|e| e.id == envelope.id)
-            .expect("the parked row is kept");
-        let reason = row.last_error.clone().expect("parked with its reason");
+        let reason = parked_reason(&*outbox, envelope.id).await;
         assert!(reason.contains("unroutable"), "{reason}");
     }
     let stored = common::ids_in(&config, &dest).await;

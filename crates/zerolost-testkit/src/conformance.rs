@@ -1083,3 +1083,34 @@ macro_rules! conformance_suite {
         }
     )*};
 }
+
+/// Runs `relay` round by round until nothing is due, on a healthy broker: no row may fail
+/// retryably. Returns how many rows were published and parked.
+pub async fn drain_on_healthy_broker(relay: &Relay) -> (usize, usize) {
+    let (mut published, mut parked) = (0, 0);
+    loop {
+        let round = ok(relay.run_once().await, "relay round");
+        if round.leased == 0 {
+            return (published, parked);
+        }
+        assert_eq!(
+            round.rescheduled, 0,
+            "nothing fails retryably on a healthy broker"
+        );
+        published += round.published;
+        parked += round.parked;
+    }
+}
+
+/// The reason `outbox` keeps with the parked row `id` (panics if the row is not parked).
+pub async fn parked_reason(outbox: &dyn OutboxStore, id: MessageId) -> String {
+    let snapshot = ok(outbox.snapshot(None).await, "outbox snapshot");
+    let row = snapshot
+        .entries
+        .into_iter()
+        .find(|e| e.id == id)
+        .unwrap_or_else(|| panic!("the parked row {id} is kept"));
+    assert_eq!(row.status, OutboxStatus::Parked, "row {id}");
+    row.last_error
+        .unwrap_or_else(|| panic!("row {id} is parked with its reason"))
+}

@@ -1,0 +1,133 @@
+//! The crate's error type: every error says whether trying again can help.
+
+use rocketmq_client_rust::ClientError;
+use rocketmq_error::RecoveryHint;
+use zerolost_core::Error as CoreError;
+
+/// What went wrong in the RocketMQ backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RocketError {
+    /// A setting that would allow message loss, refused.
+    #[error("unsafe RocketMQ setting `{setting}`: {fix}")]
+    Unsafe {
+        /// The setting.
+        setting: String,
+        /// What to change.
+        fix: String,
+    },
+    /// A value the client or broker cannot take.
+    #[error("invalid RocketMQ input: {0}")]
+    Invalid(String),
+    /// A client operation failed.
+    #[error("RocketMQ {operation} failed: {source}")]
+    Client {
+        /// What was being done.
+        operation: &'static str,
+        /// The client's error.
+        #[source]
+        source: ClientError,
+    },
+    /// The broker answered, but not `SEND_OK`: the message may be stored without the
+    /// durability asked for (flush or replication timed out), so it is sent again.
+    #[error("the broker answered {status} for a message to `{topic}`, not SEND_OK")]
+    NotStored {
+        /// The topic.
+        topic: String,
+        /// `FLUSH_DISK_TIMEOUT`, `FLUSH_SLAVE_TIMEOUT` or `SLAVE_NOT_AVAILABLE`.
+        status: &'static str,
+    },
+    /// The name server knows no route to the topic: it does not exist (topics are not
+    /// created on first use).
+    #[error(
+        "unroutable: no route to topic `{topic}` (create it, e.g. scripts/services/rocketmq.sh topic {topic})"
+    )]
+    NoRoute {
+        /// The topic.
+        topic: String,
+    },
+    /// The client's runtime could not start.
+    #[error("RocketMQ client runtime: {0}")]
+    Runtime(String),
+}
+
+/// The texts of an error and its sources, joined.
+fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// How a client error should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// The name server knows no route to the topic.
+    NoRoute,
+    /// Trying again cannot help.
+    Permanent,
+    /// The message may or may not be stored; try again.
+    Retryable,
+}
+
+pub(crate) fn classify(error: &ClientError) -> Class {
+    let text = chain_text(error).to_ascii_lowercase();
+    // "CODE: 17 DESC: No topic route info in name server for the topic: …" (TOPIC_NOT_EXIST).
+    if text.contains("no topic route info") || text.contains("no route info") {
+        return Class::NoRoute;
+    }
+    if text.contains("message body size")
+        || text.contains("too large")
+        || text.contains("no permission")
+    {
+        return Class::Permanent;
+    }
+    match error.descriptor().recovery_hint() {
+        RecoveryHint::Never | RecoveryHint::OperatorAction | RecoveryHint::RefreshCredentials => {
+            Class::Permanent
+        }
+        _ => Class::Retryable,
+    }
+}
+
+impl RocketError {
+    /// True when the operation may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RocketError::Unsafe { .. }
+            | RocketError::Invalid(_)
+            | RocketError::Runtime(_)
+            | RocketError::NoRoute { .. } => false,
+            RocketError::NotStored { .. } => true,
+            RocketError::Client { source, .. } => classify(source) == Class::Retryable,
+        }
+    }
+}
+
+impl From<RocketError> for CoreError {
+    fn from(error: RocketError) -> Self {
+        match error {
+            RocketError::Unsafe { setting, fix } => CoreError::UnsafeConfig { setting, fix },
+            RocketError::Invalid(reason) => CoreError::Invalid { reason },
+            RocketError::Runtime(reason) => {
+                CoreError::Config(format!("RocketMQ client runtime: {reason}"))
+            }
+            RocketError::NoRoute { topic } => CoreError::Unroutable { destination: topic },
+            RocketError::NotStored { .. } => CoreError::NotConfirmed {
+                reason: error.to_string(),
+            },
+            RocketError::Client { ref source, .. } => match classify(source) {
+                Class::NoRoute | Class::Permanent => CoreError::Rejected {
+                    reason: error.to_string(),
+                },
+                Class::Retryable => CoreError::NotConfirmed {
+                    reason: error.to_string(),
+                },
+            },
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! RocketMQ backend for zerolost (in progress: the publisher).
+//!
+//! - [`RocketPublisher`]: synchronous sends where only `SEND_OK` counts; flush and
+//!   replication timeouts are retryable, a topic without a route is unroutable.
+//! - [`RocketConfig`]: client settings; fire-and-forget sending is refused unless
+//!   explicitly allowed.
+//! - [`RocketRuntime`]: the client runtime producers share.
+
+// The client's send futures are deep types; proving them `Send` needs a higher limit.
+#![recursion_limit = "256"]
+
+mod config;
+mod error;
+mod publisher;
+mod runtime;
+
+pub use config::RocketConfig;
+pub use error::RocketError;
+pub use publisher::RocketPublisher;
+pub use runtime::RocketRuntime;

@@ -1,0 +1,179 @@
+//! Synchronous send where only `SEND_OK` counts.
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use rocketmq_client_rust::DefaultMQProducer;
+use rocketmq_model::common::message::message_builder::MessageBuilder;
+use rocketmq_model::result::SendStatus;
+use zerolost_core::{Envelope, Error, MESSAGE_ID_HEADER, Publisher, Receipt};
+
+use crate::error::{Class, classify};
+use crate::{RocketConfig, RocketError, RocketRuntime};
+
+/// Publishes with synchronous sends: `Ok` only when the broker answered `SEND_OK` (on a
+/// `SYNC_FLUSH` broker: written to disk). `FLUSH_DISK_TIMEOUT`, `FLUSH_SLAVE_TIMEOUT`,
+/// `SLAVE_NOT_AVAILABLE` and timeouts are retryable (the message may be stored; the relay
+/// sends it again and the consumer deduplicates); a topic without a route is unroutable
+/// (the relay parks it).
+///
+/// The envelope id is the message's key (indexed by the broker) and the `zerolost-id`
+/// property; headers become user properties; the envelope's key becomes the sharding key.
+/// `publish_batch` keeps [`RocketConfig::sends_in_flight`] sends in flight and resolves
+/// each on its own.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_core::Error> {
+/// use zerolost_core::{Envelope, Publisher};
+/// use zerolost_rocketmq::{RocketConfig, RocketPublisher, RocketRuntime};
+/// let publisher = RocketPublisher::start(
+///     &RocketRuntime::shared()?,
+///     &RocketConfig::new("127.0.0.1:9876"),
+/// )
+/// .await?;
+/// publisher.publish(&Envelope::new("orders", "order 42 created")).await?;
+/// # Ok(()) }
+/// ```
+pub struct RocketPublisher {
+    producer: DefaultMQProducer,
+    config: RocketConfig,
+}
+
+impl std::fmt::Debug for RocketPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocketPublisher")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocketPublisher {
+    /// Starts a producer; refuses unsafe settings (see [`RocketConfig::validate`]).
+    pub async fn start(
+        runtime: &RocketRuntime,
+        config: &RocketConfig,
+    ) -> Result<Self, RocketError> {
+        config.validate()?;
+        if let Some(reason) = config.unsafe_reason() {
+            tracing::warn!(reason, "RocketMQ publisher with unsafe settings allowed");
+        }
+        let timeout = u32::try_from(config.send_timeout_value().as_millis()).unwrap_or(u32::MAX);
+        let mut producer = DefaultMQProducer::builder(runtime.client())
+            .producer_group(config.group().to_owned())
+            .name_server_addr(config.name_server().to_owned())
+            .send_msg_timeout(timeout)
+            // The relay retries, with backoff, and knows about it; one attempt per send here.
+            .retry_times_when_send_failed(0)
+            .build();
+        producer
+            .start()
+            .await
+            .map_err(|source| RocketError::Client {
+                operation: "producer start",
+                source,
+            })?;
+        Ok(Self {
+            producer,
+            config: config.clone(),
+        })
+    }
+
+    /// Stops the producer.
+    pub async fn shutdown(mut self) {
+        self.producer.shutdown().await;
+    }
+
+    async fn send(&self, envelope: &Envelope) -> Result<Receipt, RocketError> {
+        let topic = envelope.destination.clone();
+        let id = envelope.id.to_string();
+        let mut builder = MessageBuilder::new()
+            .topic(topic.as_str())
+            .body_slice(&envelope.payload)
+            .key(id.as_str())
+            .wait_store_msg_ok(true);
+        if let Some(key) = &envelope.key {
+            builder = builder.sharding_key(key.as_str());
+        }
+        for (name, value) in envelope
+            .headers
+            .iter()
+            .chain([(&MESSAGE_ID_HEADER.to_owned(), &id)])
+        {
+            builder = builder
+                .raw_property(name.as_str(), value.as_str())
+                .map_err(|e| RocketError::Invalid(format!("property `{name}`: {e}")))?;
+        }
+        let message = builder
+            .build()
+            .map_err(|e| RocketError::Invalid(format!("message: {e}")))?;
+        let timeout =
+            u64::try_from(self.config.send_timeout_value().as_millis()).unwrap_or(u64::MAX);
+        let sent = self
+            .producer
+            .send_with_timeout(message, timeout)
+            .await
+            .map_err(|source| match classify(&source) {
+                Class::NoRoute => RocketError::NoRoute {
+                    topic: topic.clone(),
+                },
+                _ => RocketError::Client {
+                    operation: "send",
+                    source,
+                },
+            })?;
+        let Some(result) = sent else {
+            return if self.config.forgets() {
+                Ok(Receipt {
+                    id: envelope.id,
+                    destination: topic,
+                    position: None,
+                })
+            } else {
+                Err(RocketError::NotStored {
+                    topic,
+                    status: "no answer",
+                })
+            };
+        };
+        match result.send_status {
+            SendStatus::SendOk => Ok(Receipt {
+                id: envelope.id,
+                destination: topic,
+                position: result.message_queue.as_ref().map(|queue| {
+                    format!(
+                        "{}/{}@{}",
+                        queue.broker_name(),
+                        queue.queue_id(),
+                        result.queue_offset
+                    )
+                }),
+            }),
+            SendStatus::FlushDiskTimeout => Err(RocketError::NotStored {
+                topic,
+                status: "FLUSH_DISK_TIMEOUT",
+            }),
+            SendStatus::FlushSlaveTimeout => Err(RocketError::NotStored {
+                topic,
+                status: "FLUSH_SLAVE_TIMEOUT",
+            }),
+            SendStatus::SlaveNotAvailable => Err(RocketError::NotStored {
+                topic,
+                status: "SLAVE_NOT_AVAILABLE",
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Publisher for RocketPublisher {
+    async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
+        self.send(envelope).await.map_err(Error::from)
+    }
+
+    async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
+        let sends: Vec<_> = envelopes.iter().map(|e| self.publish(e)).collect();
+        futures::stream::iter(sends)
+            .buffered(self.config.in_flight())
+            .collect()
+            .await
+    }
+}

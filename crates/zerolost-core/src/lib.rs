@@ -9,6 +9,7 @@
 //! No broker and no database is named here; backends live in their own crates.
 #![warn(missing_docs)]
 
+mod audit;
 mod backoff;
 mod dead_letter;
 mod dedupe;
@@ -25,6 +26,7 @@ mod subscribe;
 #[cfg(feature = "memory")]
 pub mod memory;
 
+pub use audit::{Finding, Severity};
 pub use backoff::Backoff;
 pub use dead_letter::{
     DeadLetterPublisher, DeadLetterReason, DeadLetterSink, Failure, default_dlq_name, dlq_headers,

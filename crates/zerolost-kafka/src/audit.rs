@@ -6,22 +6,9 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigResource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use serde::Serialize;
-use zerolost_core::Error;
+use zerolost_core::{Error, Finding, Severity};
 
 use crate::{KafkaConfig, KafkaError};
-
-/// One way a topic or broker falls short of the durable layout, with its fix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// What is checked (`topic orders: replication factor`, `broker 2: min.insync.replicas`).
-    pub subject: String,
-    /// The value found.
-    pub found: String,
-    /// The value required.
-    pub required: String,
-    /// The command or config line that fixes it.
-    pub fix: String,
-}
 
 /// The audit of one topic: empty `findings` means durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,7 +22,7 @@ pub struct Audit {
 impl Audit {
     /// True when nothing falls short.
     pub fn is_durable(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.iter().all(|f| f.severity != Severity::Unsafe)
     }
 }
 
@@ -89,6 +76,7 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
         .unwrap_or(0);
     if replicas < 3 {
         findings.push(Finding {
+            severity: Severity::Unsafe,
             subject: format!("topic {topic}: replication factor"),
             found: replicas.to_string(),
             required: "3 or more".into(),
@@ -126,6 +114,7 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
         .unwrap_or(1);
     if min_isr < 2 {
         findings.push(Finding {
+            severity: Severity::Unsafe,
             subject: format!("topic {topic}: min.insync.replicas"),
             found: min_isr.to_string(),
             required: "2 or more (with 3 replicas)".into(),
@@ -135,6 +124,7 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
     let unclean = value(&topic_config, "unclean.leader.election.enable").unwrap_or_default();
     if unclean != "false" {
         findings.push(Finding {
+            severity: Severity::Unsafe,
             subject: format!("topic {topic}: unclean.leader.election.enable"),
             found: unclean,
             required: "false".into(),
@@ -164,6 +154,7 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
         ] {
             if found < least {
                 findings.push(Finding {
+                    severity: Severity::Unsafe,
                     subject: format!("broker {id}: {name} (for new topics)"),
                     found: found.to_string(),
                     required: format!("{least} or more"),
@@ -174,6 +165,7 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
         let unclean = value(&broker_config, "unclean.leader.election.enable").unwrap_or_default();
         if unclean != "false" {
             findings.push(Finding {
+                severity: Severity::Unsafe,
                 subject: format!("broker {id}: unclean.leader.election.enable"),
                 found: unclean,
                 required: "false".into(),

@@ -24,7 +24,7 @@ mod subscriber;
 pub mod testkit;
 
 pub use admin::{TopicSpec, ensure_topic};
-pub use audit::{Audit, Finding, audit};
+pub use audit::{Audit, audit};
 pub use config::KafkaConfig;
 pub use error::KafkaError;
 pub use inspect::topic_contents;
@@ -33,3 +33,4 @@ pub use subscriber::{
     GroupEvent, KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberMonitor,
     SubscriberOptions, TOPIC_HEADER,
 };
+pub use zerolost_core::{Finding, Severity};

@@ -6,34 +6,9 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
-use zerolost_core::{Error, redact_url};
+use zerolost_core::{Error, Finding, Severity, redact_url};
 
 use crate::RabbitError;
-
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// A confirmed message can be lost.
-    Unsafe,
-    /// Nothing is lost, but a safety net is missing.
-    Advice,
-}
-
-/// One way a queue falls short of the durable layout, with its fix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// What is checked (`queue orders: type`).
-    pub subject: String,
-    /// The value found.
-    pub found: String,
-    /// The value required.
-    pub required: String,
-    /// How bad it is.
-    pub severity: Severity,
-    /// The declaration, command or policy that fixes it.
-    pub fix: String,
-}
 
 /// The audit of one queue: no [`Severity::Unsafe`] finding means durable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

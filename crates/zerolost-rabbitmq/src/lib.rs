@@ -23,10 +23,11 @@ mod subscriber;
 pub mod testkit;
 mod topology;
 
-pub use audit::{Audit, Finding, ManagementApi, Severity, audit};
+pub use audit::{Audit, ManagementApi, audit};
 pub use config::RabbitConfig;
 pub use error::RabbitError;
 pub use inspect::{queue_contents, queue_depth};
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
 pub use topology::{QueueSpec, declare_destination, declare_exchange, delete_destination};
+pub use zerolost_core::{Finding, Severity};

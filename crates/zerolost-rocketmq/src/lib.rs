@@ -5,16 +5,21 @@
 //! - [`RocketConfig`]: client settings; fire-and-forget sending is refused unless
 //!   explicitly allowed.
 //! - [`RocketRuntime`]: the client runtime producers share.
+//! - [`audit`]: checks the brokers serving a topic (`SYNC_FLUSH`, `SYNC_MASTER` with slaves);
+//!   each finding names its fix.
 
 // The client's send futures are deep types; proving them `Send` needs a higher limit.
 #![recursion_limit = "256"]
 
+mod audit;
 mod config;
 mod error;
 mod publisher;
 mod runtime;
 
+pub use audit::{Audit, audit};
 pub use config::RocketConfig;
 pub use error::RocketError;
 pub use publisher::RocketPublisher;
 pub use runtime::RocketRuntime;
+pub use zerolost_core::{Finding, Severity};

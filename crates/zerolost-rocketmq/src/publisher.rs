@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use rocketmq_client_rust::DefaultMQProducer;
+use std::collections::HashMap;
+
+use rocketmq_client_rust::{DefaultMQAdminExt, DefaultMQProducer};
 use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::result::SendStatus;
 use zerolost_core::{Envelope, Error, MESSAGE_ID_HEADER, Publisher, Receipt};
@@ -19,7 +21,10 @@ use crate::{RocketConfig, RocketError, RocketRuntime};
 /// The envelope id is the message's key (indexed by the broker) and the `zerolost-id`
 /// property; headers become user properties; the envelope's key becomes the sharding key.
 /// `publish_batch` keeps [`RocketConfig::sends_in_flight`] sends in flight and resolves
-/// each on its own.
+/// each on its own. Before the first message to a topic the brokers serving it are audited
+/// ([`crate::audit`]): to an `ASYNC_FLUSH` broker (or an `ASYNC_MASTER` with slaves) nothing is
+/// sent unless [`RocketConfig::allow_unsafe`] was called — an unsafe-config error the relay
+/// parks with its fix.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), zerolost_core::Error> {
@@ -35,7 +40,10 @@ use crate::{RocketConfig, RocketError, RocketRuntime};
 /// ```
 pub struct RocketPublisher {
     producer: DefaultMQProducer,
+    admin: DefaultMQAdminExt,
     config: RocketConfig,
+    /// Topics audited: `Err(finding)` when their brokers are not durable.
+    audited: tokio::sync::Mutex<HashMap<String, Result<(), String>>>,
 }
 
 impl std::fmt::Debug for RocketPublisher {
@@ -64,22 +72,61 @@ impl RocketPublisher {
             // The relay retries, with backoff, and knows about it; one attempt per send here.
             .retry_times_when_send_failed(0)
             .build();
-        producer
-            .start()
+        // The client's futures are deep types: boxed, so callers' futures stay small.
+        Box::pin(producer.start())
             .await
             .map_err(|source| RocketError::Client {
                 operation: "producer start",
                 source,
             })?;
+        let mut admin = DefaultMQAdminExt::new(runtime.client());
+        admin.set_namesrv_addr(config.name_server());
+        Box::pin(admin.start())
+            .await
+            .map_err(|source| RocketError::Client {
+                operation: "admin start",
+                source,
+            })?;
         Ok(Self {
             producer,
+            admin,
             config: config.clone(),
+            audited: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Refuses a topic whose brokers do not flush before `SEND_OK` (see [`crate::audit`]),
+    /// unless unsafe use is allowed. Audited once per topic.
+    async fn check_durable(&self, topic: &str) -> Result<(), Error> {
+        if self.config.unsafe_reason().is_some() {
+            return Ok(());
+        }
+        let mut audited = self.audited.lock().await;
+        if let Some(verdict) = audited.get(topic) {
+            return verdict.clone().map_err(|fix| Error::UnsafeConfig {
+                setting: "flushDiskType".into(),
+                fix,
+            });
+        }
+        let report = Box::pin(crate::audit::audit_with(&self.admin, topic)).await?;
+        let verdict = match report.findings.first() {
+            None => Ok(()),
+            Some(finding) => Err(format!(
+                "{} is {}: {}; or call `allow_unsafe(\"why\")`",
+                finding.subject, finding.found, finding.fix
+            )),
+        };
+        audited.insert(topic.to_owned(), verdict.clone());
+        verdict.map_err(|fix| Error::UnsafeConfig {
+            setting: "flushDiskType".into(),
+            fix,
         })
     }
 
     /// Stops the producer.
     pub async fn shutdown(mut self) {
-        self.producer.shutdown().await;
+        Box::pin(self.producer.shutdown()).await;
+        Box::pin(self.admin.shutdown()).await;
     }
 
     async fn send(&self, envelope: &Envelope) -> Result<Receipt, RocketError> {
@@ -107,9 +154,7 @@ impl RocketPublisher {
             .map_err(|e| RocketError::Invalid(format!("message: {e}")))?;
         let timeout =
             u64::try_from(self.config.send_timeout_value().as_millis()).unwrap_or(u64::MAX);
-        let sent = self
-            .producer
-            .send_with_timeout(message, timeout)
+        let sent = Box::pin(self.producer.send_with_timeout(message, timeout))
             .await
             .map_err(|source| match classify(&source) {
                 Class::NoRoute => RocketError::NoRoute {
@@ -166,6 +211,7 @@ impl RocketPublisher {
 #[async_trait]
 impl Publisher for RocketPublisher {
     async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
+        self.check_durable(&envelope.destination).await?;
         self.send(envelope).await.map_err(Error::from)
     }
 

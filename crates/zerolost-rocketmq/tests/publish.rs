@@ -3,63 +3,17 @@
 //! its id key; a topic without a route is parked by the relay with the reason; unsafe
 //! settings refused.
 
+mod common;
+
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{fresh_topic, name_server, publisher, rocketmq_sh};
 
 use zerolost_core::memory::MemoryOutbox;
 use zerolost_core::{Envelope, Publisher, Relay, RelayConfig};
 use zerolost_rocketmq::{RocketConfig, RocketPublisher, RocketRuntime};
 use zerolost_testkit::conformance::{drain_on_healthy_broker, parked_reason};
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
-fn rocketmq_sh(args: &[&str]) -> String {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/services/rocketmq.sh"
-    );
-    let output = Command::new("bash")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("run rocketmq.sh");
-    assert!(
-        output.status.success(),
-        "rocketmq.sh {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The test name server, or `None` (skip, loudly) when unreachable and not required.
-async fn name_server() -> Option<String> {
-    let address = zerolost_testkit::service_url("ZEROLOST_ROCKETMQ_NAMESRV", "127.0.0.1:59876");
-    let probe = tokio::net::TcpStream::connect(&address).await.map(drop);
-    zerolost_testkit::require_service("rocketmq", probe)?;
-    Some(address)
-}
-
-/// A fresh topic on the SYNC_FLUSH broker.
-fn fresh_topic(tag: &str) -> String {
-    let topic = format!(
-        "zlt-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    rocketmq_sh(&["topic", &topic]);
-    topic
-}
-
-async fn publisher(name_server: &str) -> RocketPublisher {
-    RocketPublisher::start(
-        &RocketRuntime::shared().expect("runtime"),
-        &RocketConfig::new(name_server),
-    )
-    .await
-    .expect("producer")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_is_confirmed_with_send_ok_at_its_own_position() {

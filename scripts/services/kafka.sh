@@ -15,22 +15,7 @@ LIB="$ROOT/lib"
 SINGLE_PORT="${ZEROLOST_KAFKA_PORT:-19092}"
 HEAP="${ZEROLOST_KAFKA_HEAP:--Xms128m -Xmx512m}"
 
-need_java() {
-  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
-  command -v mvn >/dev/null 2>&1 || apt_install maven
-}
-
-# Resolves the broker's jars once (the pom's hash marks a complete download).
-jars() {
-  local stamp="$LIB/.pom-$(sha256sum "$HERE/kafka/pom.xml" | cut -c1-16)"
-  [ -f "$stamp" ] && return 0
-  need_java
-  log "kafka: resolving broker jars from Maven Central"
-  rm -rf "$LIB.tmp" && mkdir -p "$LIB.tmp"
-  (cd "$HERE/kafka" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$LIB.tmp" >/dev/null) \
-    || die "could not resolve the Kafka jars (is Maven Central reachable?)"
-  rm -rf "$LIB" && mv "$LIB.tmp" "$LIB" && touch "$LIB/.pom-$(sha256sum "$HERE/kafka/pom.xml" | cut -c1-16)"
-}
+jars() { maven_jars kafka "$HERE/kafka" "$LIB"; }
 
 java_run() { java $HEAP -XX:+UseSerialGC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$LIB/*" "$@"; }
 

@@ -59,4 +59,24 @@ kill_pidfile() {
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
 
+# Java and Maven, for the brokers assembled from Maven Central.
+need_java() {
+  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null 2>&1 || apt_install maven
+}
+
+# maven_jars NAME POM_DIR LIB: resolves the dependencies of POM_DIR/pom.xml into LIB once
+# (a stamp with the pom's hash marks a complete download).
+maven_jars() {
+  local name=$1 pom_dir=$2 lib=$3
+  local stamp="$lib/.pom-$(sha256sum "$pom_dir/pom.xml" | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  need_java
+  log "$name: resolving jars from Maven Central"
+  rm -rf "$lib.tmp" && mkdir -p "$lib.tmp"
+  (cd "$pom_dir" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$lib.tmp" >/dev/null) \
+    || die "could not resolve the $name jars (is Maven Central reachable?)"
+  rm -rf "$lib" && mv "$lib.tmp" "$lib" && touch "$stamp"
+}
+
 usage() { echo "usage: $0 start|stop|restart|kill|status|url" >&2; exit 2; }

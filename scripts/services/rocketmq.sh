@@ -19,22 +19,7 @@ LIB="$ROOT/lib"
 NAMESRV_PORT="${ZEROLOST_ROCKETMQ_NAMESRV_PORT:-59876}"
 NAMESRV="127.0.0.1:$NAMESRV_PORT"
 
-need_java() {
-  command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
-  command -v mvn >/dev/null 2>&1 || apt_install maven
-}
-
-# Resolves the jars once (the pom's hash marks a complete download).
-jars() {
-  local stamp="$LIB/.pom-$(sha256sum "$HERE/rocketmq/pom.xml" | cut -c1-16)"
-  [ -f "$stamp" ] && return 0
-  need_java
-  log "rocketmq: resolving name server and broker jars from Maven Central"
-  rm -rf "$LIB.tmp" && mkdir -p "$LIB.tmp"
-  (cd "$HERE/rocketmq" && mvn -q -B dependency:copy-dependencies -DoutputDirectory="$LIB.tmp" >/dev/null) \
-    || die "could not resolve the RocketMQ jars (is Maven Central reachable?)"
-  rm -rf "$LIB" && mv "$LIB.tmp" "$LIB" && touch "$stamp"
-}
+jars() { maven_jars rocketmq "$HERE/rocketmq" "$LIB"; }
 
 # java_in DIR HEAP CLASS ARGS...: runs a RocketMQ main class with its home and logs under DIR.
 java_in() {

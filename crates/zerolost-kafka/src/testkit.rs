@@ -4,7 +4,6 @@
 //! kafka|kafka-mock`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,8 +17,6 @@ use crate::{
     KafkaConfig, KafkaPublisher, KafkaSubscriber, SubscriberOptions, TopicSpec, ensure_topic,
     topic_contents,
 };
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// The mock broker that coordinates consumer groups; chaos leaves it up: on the mock a
 /// coordinator outage of 300 ms costs ~40 s of rebalancing (measured), which would dominate
@@ -89,11 +86,7 @@ impl KafkaBackend {
 
     /// A topic name no other destination of this process uses.
     pub fn fresh_topic(tag: &str) -> String {
-        format!(
-            "zlt-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
+        zerolost_testkit::fresh_name(tag)
     }
 
     /// Creates `topic` with this backend's layout.

@@ -1,11 +1,11 @@
 //! Reading a queue back without consuming it (tests, DLQ tools).
 
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::BasicGetOptions;
+use lapin::types::ShortString;
 use zerolost_core::{Error, Incoming};
 
-use crate::link::connect;
-use crate::subscriber::header_strings;
+use crate::link::with_channel;
+use crate::message::incoming;
 use crate::{RabbitConfig, RabbitError};
 
 /// Every message ready in `queue` now, left in the queue: each is fetched with
@@ -24,64 +24,17 @@ use crate::{RabbitConfig, RabbitError};
 pub async fn queue_contents(config: &RabbitConfig, queue: &str) -> Result<Vec<Incoming>, Error> {
     let name = ShortString::try_new(queue)
         .map_err(|e| RabbitError::Invalid(format!("queue name: {e}")))?;
-    let connection = connect(config).await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(RabbitError::amqp("channel.open"))?;
-    let mut messages = Vec::new();
-    let read = async {
-        while let Some(message) = channel
+    let messages = with_channel(config, async |channel| {
+        let mut messages = Vec::new();
+        while let Some(mut message) = channel
             .basic_get(name.clone(), BasicGetOptions { no_ack: false })
             .await
             .map_err(RabbitError::amqp("basic.get"))?
         {
-            let delivery = message.delivery;
-            messages.push(Incoming {
-                destination: queue.to_owned(),
-                key: Some(delivery.routing_key.as_str().to_owned()).filter(|k| !k.is_empty()),
-                headers: delivery
-                    .properties
-                    .headers()
-                    .as_ref()
-                    .map(header_strings)
-                    .unwrap_or_default(),
-                native_id: delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.as_str().to_owned()),
-                payload: delivery.data.into(),
-            });
+            messages.push(incoming(queue, &mut message.delivery));
         }
-        Ok::<_, RabbitError>(())
-    }
-    .await;
-    let _ = connection.close(200, "read".into()).await;
-    read?;
+        Ok(messages)
+    })
+    .await?;
     Ok(messages)
-}
-
-/// How many messages of `queue` are ready (not counting those delivered and not yet acked).
-pub async fn queue_depth(config: &RabbitConfig, queue: &str) -> Result<u32, Error> {
-    let name = ShortString::try_new(queue)
-        .map_err(|e| RabbitError::Invalid(format!("queue name: {e}")))?;
-    let connection = connect(config).await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(RabbitError::amqp("channel.open"))?;
-    let declared = channel
-        .queue_declare(
-            name,
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(RabbitError::amqp("queue.declare (passive)"));
-    let _ = connection.close(200, "read".into()).await;
-    Ok(declared?.message_count())
 }

@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod inspect;
 mod link;
+mod message;
 mod publisher;
 mod subscriber;
 #[cfg(feature = "testkit")]
@@ -26,7 +27,7 @@ mod topology;
 pub use audit::{Audit, ManagementApi, audit};
 pub use config::RabbitConfig;
 pub use error::RabbitError;
-pub use inspect::{queue_contents, queue_depth};
+pub use inspect::queue_contents;
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
 pub use topology::{QueueSpec, declare_destination, declare_exchange, delete_destination};

@@ -136,3 +136,18 @@ pub(crate) fn close_quietly(channel: Channel) {
         .await;
     });
 }
+
+/// Runs `work` on a channel of a connection of its own (setup, inspection), then closes the
+/// connection whatever the outcome.
+pub(crate) async fn with_channel<T>(
+    config: &RabbitConfig,
+    work: impl AsyncFnOnce(&Channel) -> Result<T, RabbitError>,
+) -> Result<T, RabbitError> {
+    let connection = connect(config).await?;
+    let outcome = match connection.create_channel().await {
+        Ok(channel) => work(&channel).await,
+        Err(e) => Err(RabbitError::amqp("channel.open")(e)),
+    };
+    let _ = connection.close(200, "zerolost: done".into()).await;
+    outcome
+}

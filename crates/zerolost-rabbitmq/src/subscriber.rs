@@ -1,16 +1,16 @@
 //! Consuming with manual acknowledgement, `basic.qos` prefetch and reconnection.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{Acker, Channel, Consumer};
-use zerolost_core::{Acknowledger, Delivery, Error, Incoming, Subscriber};
+use zerolost_core::{Acknowledger, Delivery, Error, Subscriber};
 
 use crate::link::{Link, close_quietly};
+use crate::message::incoming;
 use crate::topology::declare_on;
 use crate::{QueueSpec, RabbitConfig, RabbitError};
 
@@ -111,32 +111,14 @@ impl RabbitSubscriber {
         self.link.close().await;
     }
 
-    fn to_delivery(&self, delivery: lapin::message::Delivery) -> Delivery {
-        let headers = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .map(header_strings)
-            .unwrap_or_default();
-        let delivery_count = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|h| h.inner().get("x-delivery-count"))
-            .and_then(as_u32)
+    fn to_delivery(&self, mut delivery: lapin::message::Delivery) -> Delivery {
+        let message = incoming(&self.queue, &mut delivery);
+        // A quorum queue's count of earlier deliveries given back.
+        let delivery_count = message
+            .headers
+            .get("x-delivery-count")
+            .and_then(|n| n.parse::<u32>().ok())
             .map(|returned| returned.saturating_add(1));
-        let key = Some(delivery.routing_key.as_str().to_owned()).filter(|k| !k.is_empty());
-        let message = Incoming {
-            destination: self.queue.clone(),
-            key,
-            headers,
-            native_id: delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.as_str().to_owned()),
-            payload: delivery.data.into(),
-        };
         Delivery::new(
             message,
             delivery.redelivered,
@@ -241,41 +223,4 @@ impl Drop for RabbitAck {
             });
         }
     }
-}
-
-fn as_u32(value: &AMQPValue) -> Option<u32> {
-    match value {
-        AMQPValue::ShortShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortShortUInt(v) => Some(u32::from(*v)),
-        AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
-        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(*v),
-        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
-        _ => None,
-    }
-}
-
-/// The headers that have a text form (strings, numbers, booleans); tables and arrays such
-/// as `x-death` are left out.
-pub(crate) fn header_strings(table: &FieldTable) -> BTreeMap<String, String> {
-    table
-        .inner()
-        .iter()
-        .filter_map(|(name, value)| {
-            let text = match value {
-                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                AMQPValue::ShortString(s) => s.as_str().to_owned(),
-                AMQPValue::Boolean(b) => b.to_string(),
-                other => as_u32(other)
-                    .map(|n| n.to_string())
-                    .or_else(|| match other {
-                        AMQPValue::LongLongInt(n) => Some(n.to_string()),
-                        AMQPValue::LongInt(n) => Some(n.to_string()),
-                        _ => None,
-                    })?,
-            };
-            Some((name.as_str().to_owned(), text))
-        })
-        .collect()
 }

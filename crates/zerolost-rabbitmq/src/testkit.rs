@@ -3,7 +3,6 @@
 //! tests, the conformance suite and `zerolost demo --backend rabbitmq`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +16,6 @@ use crate::{
     declare_destination, queue_contents,
 };
 
-static NEXT: AtomicU64 = AtomicU64::new(0);
 static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
 
 /// The process id in a test or bench name (`zlt-<tag>-<pid>-<n>`, `zlbench-<pid>-…`).
@@ -37,13 +35,8 @@ fn owner_pid(name: &str) -> Option<u32> {
 /// Deletes the queues and exchanges that test and bench runs of processes no longer alive
 /// left on the test broker (quorum queues cost the broker memory each).
 async fn sweep_dead_runs(config: &RabbitConfig) -> Result<(), Error> {
-    if !std::path::Path::new("/proc/self").exists() {
-        return Ok(());
-    }
     let api = ManagementApi::new(&test_management_url(), &config.uri()?.vhost)?;
-    let dead = |name: &String| {
-        owner_pid(name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-    };
+    let dead = |name: &String| owner_pid(name).is_some_and(zerolost_testkit::process_gone);
     for what in ["queues", "exchanges"] {
         for name in api.names(what).await?.iter().filter(|n| dead(n)) {
             api.delete(what, name).await?;
@@ -119,11 +112,7 @@ impl RabbitBackend {
 
     /// A name no other destination of this process uses.
     pub fn fresh_name(tag: &str) -> String {
-        format!(
-            "zlt-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        )
+        zerolost_testkit::fresh_name(tag)
     }
 }
 

@@ -9,7 +9,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 use zerolost_core::default_dlq_name;
 
-use crate::link::connect;
+use crate::link::with_channel;
 use crate::{RabbitConfig, RabbitError};
 
 /// How [`declare_destination`] makes a destination's queue.
@@ -70,44 +70,28 @@ pub async fn declare_destination(
     destination: &str,
     spec: QueueSpec,
 ) -> Result<(), RabbitError> {
-    let connection = connect(config).await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(RabbitError::amqp("channel.open"))?;
-    let declared = declare_on(&channel, destination, spec).await;
-    let _ = connection.close(200, "declared".into()).await;
-    declared
+    with_channel(config, async |channel| {
+        declare_on(channel, destination, spec).await
+    })
+    .await
 }
 
 /// Declares only a durable topic exchange `name`, with no queue bound: publishes to it are
 /// unroutable until a queue is bound.
 pub async fn declare_exchange(config: &RabbitConfig, exchange: &str) -> Result<(), RabbitError> {
-    let connection = connect(config).await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(RabbitError::amqp("channel.open"))?;
-    let declared = exchange_on(&channel, exchange).await;
-    let _ = connection.close(200, "declared".into()).await;
-    declared
+    with_channel(config, async |channel| exchange_on(channel, exchange).await).await
 }
 
 /// Deletes what [`declare_destination`] made: queues and exchanges `name` and `name.dlq`,
-/// with any messages still in them. Missing ones are skipped.
+/// with any messages still in them.
 pub async fn delete_destination(
     config: &RabbitConfig,
     destination: &str,
 ) -> Result<(), RabbitError> {
-    let connection = connect(config).await?;
     let dlq = default_dlq_name(destination);
-    let deleted = async {
+    with_channel(config, async |channel| {
+        // Deleting what does not exist succeeds: nothing to skip.
         for name_ in [destination, dlq.as_str()] {
-            // A failed delete closes its channel: one channel per deletion.
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(RabbitError::amqp("channel.open"))?;
             channel
                 .queue_delete(name(name_)?, QueueDeleteOptions::default())
                 .await
@@ -118,10 +102,8 @@ pub async fn delete_destination(
                 .map_err(RabbitError::amqp("exchange.delete"))?;
         }
         Ok(())
-    }
-    .await;
-    let _ = connection.close(200, "deleted".into()).await;
-    deleted
+    })
+    .await
 }
 
 async fn exchange_on(channel: &Channel, exchange: &str) -> Result<(), RabbitError> {

@@ -6,10 +6,9 @@ mod common;
 use std::time::Duration;
 
 use base64::Engine;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use zerolost_core::{Envelope, Error, Publisher, Subscriber};
-use zerolost_rabbitmq::testkit::{RabbitBackend, test_management_url, test_url};
+use zerolost_rabbitmq::testkit::{RabbitBackend, test_management_url};
 use zerolost_rabbitmq::{
     ManagementApi, QueueSpec, RabbitPublisher, RabbitSubscriber, Severity, audit, queue_contents,
 };
@@ -17,30 +16,6 @@ use zerolost_testkit::conformance::eventually_every;
 
 fn api() -> ManagementApi {
     ManagementApi::new(&test_management_url(), "zerolost").expect("management url")
-}
-
-/// Declares a queue with a raw client, as an application without zerolost would.
-async fn raw_queue(name: &str, durable: bool, arguments: &[(&str, AMQPValue)]) {
-    let connection = lapin::Connection::connect(&test_url(), Default::default())
-        .await
-        .expect("connect");
-    let channel = connection.create_channel().await.expect("channel");
-    let mut table = FieldTable::default();
-    for (key, value) in arguments {
-        table.insert((*key).into(), value.clone());
-    }
-    channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                durable,
-                ..Default::default()
-            },
-            table,
-        )
-        .await
-        .expect("declare");
-    let _ = connection.close(200, "done".into()).await;
 }
 
 fn findings_of(report: &zerolost_rabbitmq::Audit) -> Vec<(String, Severity)> {
@@ -69,13 +44,14 @@ async fn the_declared_layout_passes_and_weak_queues_are_flagged_with_fixes() {
 
     // Classic, transient, a length limit that drops the oldest, a TTL, no dead-lettering.
     let weak = RabbitBackend::fresh_name("audit-weak");
-    raw_queue(
+    common::raw_queue(
         &weak,
         false,
         &[
             ("x-max-length", AMQPValue::LongLongInt(10)),
             ("x-message-ttl", AMQPValue::LongLongInt(60_000)),
         ],
+        false,
     )
     .await;
     let report = audit(&api(), &weak).await.expect("audit");
@@ -93,7 +69,7 @@ async fn the_declared_layout_passes_and_weak_queues_are_flagged_with_fixes() {
 
     // A quorum queue whose dead-letter exchange does not exist, without a delivery limit.
     let orphan = RabbitBackend::fresh_name("audit-orphan");
-    raw_queue(
+    common::raw_queue(
         &orphan,
         true,
         &[
@@ -103,6 +79,7 @@ async fn the_declared_layout_passes_and_weak_queues_are_flagged_with_fixes() {
                 AMQPValue::LongString("nowhere-zlt".into()),
             ),
         ],
+        false,
     )
     .await;
     let report = audit(&api(), &orphan).await.expect("audit");

@@ -5,37 +5,21 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zerolost_core::memory::{MemoryDedupe, MemoryOutbox};
 use zerolost_core::{
-    Backoff, Consumer, ConsumerConfig, DeadLetterPublisher, Envelope, Handler, HandlerError,
-    OutboxStore, Relay, RelayConfig,
+    Backoff, Consumer, ConsumerConfig, DeadLetterPublisher, Envelope, MessageId, OutboxStore,
+    Relay, RelayConfig,
 };
 use zerolost_rabbitmq::{QueueSpec, RabbitConfig, RabbitPublisher, RabbitSubscriber};
 use zerolost_testkit::conformance::{eventually_every, test_consumer_config};
+use zerolost_testkit::{RecordingHandler, Verdict};
 
 /// One chaos test at a time: they kill the shared broker.
 static CHAOS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Counts handler calls per id.
-#[derive(Default)]
-struct CountEffects(std::sync::Mutex<HashMap<String, usize>>);
-
-#[async_trait::async_trait]
-impl Handler for CountEffects {
-    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
-        *self
-            .0
-            .lock()
-            .expect("lock")
-            .entry(envelope.id.to_string())
-            .or_default() += 1;
-        Ok(())
-    }
-}
 
 /// A relay that keeps retrying through an outage of tens of seconds.
 fn patient_relay(outbox: Arc<MemoryOutbox>, publisher: RabbitPublisher) -> Relay {
@@ -49,13 +33,13 @@ fn patient_relay(outbox: Arc<MemoryOutbox>, publisher: RabbitPublisher) -> Relay
         .expect("relay")
 }
 
-/// The consumer with an in-memory dedupe store, counting effects.
-fn counting_consumer(config: &RabbitConfig) -> (Consumer, Arc<CountEffects>, Arc<MemoryDedupe>) {
-    let effects = Arc::new(CountEffects::default());
+/// The consumer with an in-memory dedupe store, recording effects.
+fn counting_consumer(config: &RabbitConfig) -> (Consumer, RecordingHandler, Arc<MemoryDedupe>) {
+    let handler = RecordingHandler::new();
     let dedupe = Arc::new(MemoryDedupe::new());
     let consumer = Consumer::new(
         dedupe.clone(),
-        effects.clone(),
+        handler.clone(),
         DeadLetterPublisher::new(RabbitPublisher::new(config).expect("dlq publisher")),
     )
     .with_config(ConsumerConfig {
@@ -63,7 +47,7 @@ fn counting_consumer(config: &RabbitConfig) -> (Consumer, Arc<CountEffects>, Arc
         ..test_consumer_config()
     })
     .expect("consumer");
-    (consumer, effects, dedupe)
+    (consumer, handler, dedupe)
 }
 
 fn rabbitmq_sh(args: &[&str]) {
@@ -80,20 +64,19 @@ fn rabbitmq_sh(args: &[&str]) {
 }
 
 /// Asserts every id of `envelopes` was applied exactly once, and nothing else.
-fn assert_exactly_once(effects: &CountEffects, envelopes: &[Envelope]) {
-    let calls = effects.0.lock().expect("lock").clone();
-    let doubled = calls.values().filter(|n| **n > 1).count();
-    let lost = envelopes
-        .iter()
-        .filter(|e| !calls.contains_key(&e.id.to_string()))
-        .count();
+fn assert_exactly_once(handler: &RecordingHandler, envelopes: &[Envelope]) {
+    let effects = handler.effects().snapshot();
+    let produced: Vec<MessageId> = envelopes.iter().map(|e| e.id).collect();
+    let none = HashSet::new();
+    let verdict = Verdict::compute(&produced, &effects, &none, &none, &none, &none);
     eprintln!(
-        "verdict: {} applied, lost {lost}, duplicate effects {doubled}",
-        calls.len()
+        "verdict: {} applied, lost {}, duplicate effects {}",
+        verdict.processed,
+        verdict.lost.len(),
+        verdict.duplicate_effects
     );
-    assert_eq!(lost, 0, "every message applied");
-    assert_eq!(doubled, 0, "none twice");
-    assert_eq!(calls.len(), envelopes.len());
+    verdict.assert_clean();
+    assert_eq!(effects.len(), envelopes.len(), "nothing else applied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

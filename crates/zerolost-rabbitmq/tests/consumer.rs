@@ -132,8 +132,7 @@ async fn consumer_killed_between_handler_and_ack_applies_each_message_once() {
         let store = inbox_store(db).await;
         let consumer = consumer(&config, &store, Some(CRASH_AFTER));
         let subscriber = WithholdingSubscriber(RabbitSubscriber::new(&config, queue).expect("sub"));
-        let stop = zerolost_core::CancellationToken::new();
-        tokio::spawn(async move { consumer.run(subscriber, stop).await });
+        let _running = common::spawn_consumer(&consumer, subscriber);
         eventually_every(
             Duration::from_secs(60),
             Duration::from_millis(5),

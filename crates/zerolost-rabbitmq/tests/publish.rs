@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use lapin::options::{BasicGetOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::options::BasicGetOptions;
+use lapin::types::AMQPValue;
 use zerolost_core::memory::MemoryOutbox;
 use zerolost_core::{Envelope, Error, Publisher, Relay, RelayConfig};
 use zerolost_rabbitmq::testkit::RabbitBackend;
@@ -68,13 +68,7 @@ async fn batch_is_stored_once_persistent_with_its_id_and_headers() {
     }
 
     // delivery_mode=2 on the wire, read with a raw client.
-    let connection = lapin::Connection::connect(
-        &zerolost_rabbitmq::testkit::test_url(),
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    .expect("raw connection");
-    let channel = connection.create_channel().await.expect("channel");
+    let (connection, channel) = common::raw_channel().await;
     let message = channel
         .basic_get(dest.as_str().into(), BasicGetOptions { no_ack: false })
         .await
@@ -138,45 +132,17 @@ async fn a_nack_from_a_full_queue_is_retryable() {
     let name = RabbitBackend::fresh_name("full");
     declare_exchange(&config, &name).await.expect("exchange");
     // A quorum queue of 5 messages that refuses more (reject-publish → basic.nack).
-    let connection = lapin::Connection::connect(
-        &zerolost_rabbitmq::testkit::test_url(),
-        lapin::ConnectionProperties::default(),
+    common::raw_queue(
+        &name,
+        true,
+        &[
+            ("x-queue-type", AMQPValue::LongString("quorum".into())),
+            ("x-max-length", AMQPValue::LongLongInt(5)),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+        ],
+        true,
     )
-    .await
-    .expect("raw connection");
-    let channel = connection.create_channel().await.expect("channel");
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(5));
-    arguments.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
-    channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await
-        .expect("queue");
-    channel
-        .queue_bind(
-            name.as_str().into(),
-            name.as_str().into(),
-            "#".into(),
-            Default::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    let _ = connection.close(200, "done".into()).await;
+    .await;
 
     let publisher = RabbitPublisher::new(&config).expect("publisher");
     let envelopes: Vec<Envelope> = (0..30)

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use rocketmq_client_rust::{DefaultMQAdminExt, DefaultMQProducer};
 use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::result::SendStatus;
-use zerolost_core::{Envelope, Error, MESSAGE_ID_HEADER, Publisher, Receipt};
+use zerolost_core::{Envelope, Error, Publisher, Receipt};
 
 use crate::error::{Class, classify};
 use crate::{RocketConfig, RocketError, RocketRuntime};
@@ -43,7 +43,7 @@ pub struct RocketPublisher {
     admin: DefaultMQAdminExt,
     config: RocketConfig,
     /// Topics audited: `Err(finding)` when their brokers are not durable.
-    audited: tokio::sync::Mutex<HashMap<String, Result<(), String>>>,
+    audited: tokio::sync::RwLock<HashMap<String, Result<(), String>>>,
 }
 
 impl std::fmt::Debug for RocketPublisher {
@@ -91,7 +91,7 @@ impl RocketPublisher {
             producer,
             admin,
             config: config.clone(),
-            audited: tokio::sync::Mutex::new(HashMap::new()),
+            audited: tokio::sync::RwLock::new(HashMap::new()),
         })
     }
 
@@ -101,12 +101,17 @@ impl RocketPublisher {
         if self.config.unsafe_reason().is_some() {
             return Ok(());
         }
-        let mut audited = self.audited.lock().await;
+        let refused = |fix: &String| Error::UnsafeConfig {
+            setting: "flushDiskType".into(),
+            fix: fix.clone(),
+        };
+        // Every publish passes here: a shared read of the cached verdict.
+        if let Some(verdict) = self.audited.read().await.get(topic) {
+            return verdict.as_ref().map_err(refused).copied();
+        }
+        let mut audited = self.audited.write().await;
         if let Some(verdict) = audited.get(topic) {
-            return verdict.clone().map_err(|fix| Error::UnsafeConfig {
-                setting: "flushDiskType".into(),
-                fix,
-            });
+            return verdict.as_ref().map_err(refused).copied();
         }
         let report = Box::pin(crate::audit::audit_with(&self.admin, topic)).await?;
         let verdict = match report.findings.first() {
@@ -116,11 +121,9 @@ impl RocketPublisher {
                 finding.subject, finding.found, finding.fix
             )),
         };
-        audited.insert(topic.to_owned(), verdict.clone());
-        verdict.map_err(|fix| Error::UnsafeConfig {
-            setting: "flushDiskType".into(),
-            fix,
-        })
+        let outcome = verdict.as_ref().map_err(refused).copied();
+        audited.insert(topic.to_owned(), verdict);
+        outcome
     }
 
     /// Stops the producer.
@@ -140,11 +143,7 @@ impl RocketPublisher {
         if let Some(key) = &envelope.key {
             builder = builder.sharding_key(key.as_str());
         }
-        for (name, value) in envelope
-            .headers
-            .iter()
-            .chain([(&MESSAGE_ID_HEADER.to_owned(), &id)])
-        {
+        for (name, value) in &envelope.wire_headers() {
             builder = builder
                 .raw_property(name.as_str(), value.as_str())
                 .map_err(|e| RocketError::Invalid(format!("property `{name}`: {e}")))?;

@@ -18,6 +18,7 @@ pub mod conformance;
 mod handler;
 mod publishers;
 pub mod scenario;
+pub mod tasks;
 mod verdict;
 
 pub use backend::{
@@ -64,4 +65,30 @@ pub fn require_service<T, E: std::fmt::Display>(service: &str, result: Result<T,
             None
         }
     }
+}
+
+static NEXT_NAME: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A broker object name no other test of this run uses: `zlt-<tag>-<pid>-<n>` (the pid lets
+/// a later run find and remove what a dead test process left, see [`process_gone`]).
+///
+/// ```
+/// let a = zerolost_testkit::fresh_name("orders");
+/// assert!(a.starts_with("zlt-orders-"));
+/// assert_ne!(a, zerolost_testkit::fresh_name("orders"));
+/// ```
+pub fn fresh_name(tag: &str) -> String {
+    format!(
+        "zlt-{tag}-{}-{}",
+        std::process::id(),
+        NEXT_NAME.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// Whether the process `pid` has ended (its test objects can be removed). `false` for this
+/// process and where it cannot be told (no `/proc`).
+pub fn process_gone(pid: u32) -> bool {
+    std::path::Path::new("/proc/self").exists()
+        && pid != std::process::id()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }

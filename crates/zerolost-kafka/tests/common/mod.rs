@@ -58,44 +58,5 @@ pub async fn topic_with_dlq(config: &KafkaConfig, tag: &str, spec: TopicSpec) ->
     topic
 }
 
-/// A pipeline part running in a task until [`Running::stop`].
-pub struct Running<T> {
-    stop: zerolost_core::CancellationToken,
-    task: tokio::task::JoinHandle<Result<T, zerolost_core::Error>>,
-}
-
-impl<T> Running<T> {
-    /// Asks it to stop, waits, and returns its totals (panics on an error).
-    pub async fn stop(self) -> T {
-        self.stop.cancel();
-        self.task.await.expect("task").expect("run")
-    }
-}
-
-/// Runs `consumer` on `subscriber` in a task.
-pub fn spawn_consumer(
-    consumer: &zerolost_core::Consumer,
-    subscriber: zerolost_kafka::KafkaSubscriber,
-) -> Running<zerolost_core::ConsumerTotals> {
-    let stop = zerolost_core::CancellationToken::new();
-    let (consumer, token) = (consumer.clone(), stop.clone());
-    let task = tokio::spawn(async move { consumer.run(subscriber, token).await });
-    Running { stop, task }
-}
-
-/// Runs `relay` in a task.
-pub fn spawn_relay(relay: zerolost_core::Relay) -> Running<zerolost_core::RelayTotals> {
-    let stop = zerolost_core::CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move { relay.run(token).await });
-    Running { stop, task }
-}
-
-/// Messages `ledger` lists as finished (0 while it cannot be read).
-pub async fn finished(ledger: &dyn zerolost_core::ConsumerLedger) -> usize {
-    ledger
-        .finished(None)
-        .await
-        .map(|s| s.entries.len())
-        .unwrap_or(0)
-}
+#[allow(unused_imports)] // each test file uses some of them
+pub use zerolost_testkit::tasks::{Running, finished, spawn_consumer, spawn_relay};

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use lapin::options::QueueDeclareOptions;
+use lapin::types::{AMQPValue, FieldTable};
 use zerolost_core::{MESSAGE_ID_HEADER, MessageId};
 use zerolost_rabbitmq::testkit::RabbitBackend;
 use zerolost_rabbitmq::{QueueSpec, RabbitConfig, declare_destination, queue_contents};
@@ -37,44 +39,52 @@ pub async fn ids_in(config: &RabbitConfig, queue: &str) -> HashMap<MessageId, us
     ids
 }
 
-/// A pipeline part running in a task until [`Running::stop`].
-pub struct Running<T> {
-    stop: zerolost_core::CancellationToken,
-    task: tokio::task::JoinHandle<Result<T, zerolost_core::Error>>,
+#[allow(unused_imports)] // each test file uses some of them
+pub use zerolost_testkit::tasks::{Running, finished, spawn_consumer, spawn_relay};
+
+/// A raw lapin connection and channel to the test broker, as an application without
+/// zerolost has.
+pub async fn raw_channel() -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(
+        &zerolost_rabbitmq::testkit::test_url(),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("raw connection");
+    let channel = connection.create_channel().await.expect("channel");
+    (connection, channel)
 }
 
-impl<T> Running<T> {
-    /// Asks it to stop, waits, and returns its totals (panics on an error).
-    pub async fn stop(self) -> T {
-        self.stop.cancel();
-        self.task.await.expect("task").expect("run")
+/// Declares queue `name` with a raw client and `arguments`; with `bind`, binds it with `#`
+/// to the exchange of the same name.
+pub async fn raw_queue(name: &str, durable: bool, arguments: &[(&str, AMQPValue)], bind: bool) {
+    let (connection, channel) = raw_channel().await;
+    let mut table = FieldTable::default();
+    for (key, value) in arguments {
+        table.insert((*key).into(), value.clone());
     }
-}
-
-/// Runs `consumer` on `subscriber` in a task.
-pub fn spawn_consumer(
-    consumer: &zerolost_core::Consumer,
-    subscriber: zerolost_rabbitmq::RabbitSubscriber,
-) -> Running<zerolost_core::ConsumerTotals> {
-    let stop = zerolost_core::CancellationToken::new();
-    let (consumer, token) = (consumer.clone(), stop.clone());
-    let task = tokio::spawn(async move { consumer.run(subscriber, token).await });
-    Running { stop, task }
-}
-
-/// Runs `relay` in a task.
-pub fn spawn_relay(relay: zerolost_core::Relay) -> Running<zerolost_core::RelayTotals> {
-    let stop = zerolost_core::CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(async move { relay.run(token).await });
-    Running { stop, task }
-}
-
-/// Messages `ledger` lists as finished (0 while it cannot be read).
-pub async fn finished(ledger: &dyn zerolost_core::ConsumerLedger) -> usize {
-    ledger
-        .finished(None)
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable,
+                ..Default::default()
+            },
+            table,
+        )
         .await
-        .map(|s| s.entries.len())
-        .unwrap_or(0)
+        .expect("declare");
+    if bind {
+        channel
+            .queue_bind(
+                name.into(),
+                name.into(),
+                "#".into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+    }
+    let _ = connection.close(200, "done".into()).await;
 }

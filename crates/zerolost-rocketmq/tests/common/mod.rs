@@ -2,15 +2,12 @@
 #![allow(dead_code)]
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use zerolost_rocketmq::{RocketConfig, RocketPublisher, RocketRuntime};
 
 /// The cluster of the SYNC_FLUSH test broker, and of the ASYNC_FLUSH one.
 pub const SYNC_CLUSTER: &str = "ZerolostCluster";
 pub const ASYNC_CLUSTER: &str = "ZerolostAsyncCluster";
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
 
 pub fn rocketmq_sh(args: &[&str]) -> String {
     let script = concat!(
@@ -45,11 +42,7 @@ pub fn fresh_topic(tag: &str) -> String {
 
 /// A fresh topic on the brokers of `cluster`.
 pub fn fresh_topic_on(tag: &str, cluster: &str) -> String {
-    let topic = format!(
-        "zlt-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let topic = zerolost_testkit::fresh_name(tag);
     rocketmq_sh(&["topic", &topic, cluster]);
     topic
 }

@@ -28,13 +28,7 @@ pub fn owner_is_gone(name: &str) -> bool {
         .split('_')
         .nth(2)
         .and_then(|pid| pid.parse::<u32>().ok());
-    let proc_fs = std::path::Path::new("/proc/self").exists();
-    match pid {
-        Some(pid) if proc_fs => {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        }
-        _ => false,
-    }
+    pid.is_some_and(zerolost_testkit::process_gone)
 }
 
 /// Runs `sweep` once per test process (the first caller does it).

@@ -59,6 +59,19 @@ kill_pidfile() {
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
 
+# wait_port_closed SECONDS PORT...: waits until nothing listens on the loopback ports (a
+# killed server's sockets close only when its process is fully gone).
+wait_port_closed() {
+  local seconds=$1; shift
+  local deadline=$((SECONDS + seconds)) port
+  for port in "$@"; do
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+      [ $SECONDS -lt $deadline ] || die "port $port is still taken ${seconds}s after the server was killed"
+      sleep 0.2
+    done
+  done
+}
+
 # Java and Maven, for the brokers assembled from Maven Central.
 need_java() {
   command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless

@@ -144,10 +144,29 @@ pub(crate) async fn with_channel<T>(
     work: impl AsyncFnOnce(&Channel) -> Result<T, RabbitError>,
 ) -> Result<T, RabbitError> {
     let connection = connect(config).await?;
-    let outcome = match connection.create_channel().await {
-        Ok(channel) => work(&channel).await,
-        Err(e) => Err(RabbitError::amqp("channel.open")(e)),
-    };
-    let _ = connection.close(200, "zerolost: done".into()).await;
+    // Bounded: a broker that stops answering must not hang setup (60 s covers reading a
+    // long queue back).
+    let bound = config
+        .connect_timeout_value()
+        .max(std::time::Duration::from_secs(60));
+    let outcome = tokio::time::timeout(bound, async {
+        match connection.create_channel().await {
+            Ok(channel) => work(&channel).await,
+            Err(e) => Err(RabbitError::amqp("channel.open")(e)),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(RabbitError::Connect {
+            url: config.redacted_url(),
+            reason: format!("no answer within {bound:?}"),
+            retryable: true,
+        })
+    });
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        connection.close(200, "zerolost: done".into()),
+    )
+    .await;
     outcome
 }

@@ -193,8 +193,10 @@ impl RabbitPublisher {
                     continue;
                 }
             };
-            let sent = channel
-                .basic_publish(
+            // Bounded like the confirms: a broker that blocks the connection must not hang the batch.
+            let sent = tokio::time::timeout(
+                self.link.config().confirm_timeout_value(),
+                channel.basic_publish(
                     exchange,
                     key,
                     BasicPublishOptions {
@@ -203,13 +205,19 @@ impl RabbitPublisher {
                     },
                     &envelope.payload,
                     properties,
-                )
-                .await;
+                ),
+            )
+            .await;
             match sent {
-                Ok(confirm) => pending.push((index, envelope, confirm)),
-                Err(e) => {
+                Ok(Ok(confirm)) => pending.push((index, envelope, confirm)),
+                Ok(Err(e)) => {
                     healthy = false;
                     results[index] = Some(Err(not_confirmed(&format!("basic.publish: {e}"))));
+                }
+                Err(_) => {
+                    healthy = false;
+                    results[index] =
+                        Some(Err(not_confirmed("basic.publish did not complete in time")));
                 }
             }
         }

@@ -23,6 +23,6 @@ pub use zerolost_kafka as kafka;
 #[cfg(feature = "rabbitmq")]
 pub use zerolost_rabbitmq as rabbitmq;
 
-/// The RocketMQ backend (in progress: the publisher): feature `rocketmq`.
+/// The RocketMQ backend: feature `rocketmq`.
 #[cfg(feature = "rocketmq")]
 pub use zerolost_rocketmq as rocketmq;

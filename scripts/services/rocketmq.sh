@@ -67,6 +67,10 @@ autoCreateTopicEnable=false
 autoCreateSubscriptionGroup=true
 # Redeliveries of a consume-later message: well above zerolost's own max_attempts (3).
 maxReconsumeTimes=16
+# Delay levels of a message given back (RECONSUME_LATER): the broker uses level 3 + the
+# reconsume count. Stock: 1s 5s 10s 30s 1m 2m ... (first retry after 10 s, then 30 s, 1 m).
+# Shortened at the low end for development and tests; production brokers keep the stock ones.
+messageDelayLevel=1s 1s 1s 2s 3s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
 CONF
 }
 

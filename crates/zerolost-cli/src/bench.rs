@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// The consumer's dedupe store in the broker measurement.
     #[arg(long, value_enum, default_value = "redis")]
     dedupe: crate::bench_broker::DedupeChoice,
+    /// Messages per listener call on both sides of a RocketMQ consume measurement (the push
+    /// consumer's batch size; see `RocketConfig::consume_batch`). Other backends ignore it.
+    #[arg(long, default_value_t = 1)]
+    consume_batch: u32,
     /// Server URL (default: the environment variable, else the project's test server).
     #[arg(long)]
     url: Option<String>,
@@ -340,6 +344,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode, Error> {
             dedupe: args.dedupe,
             redis_url,
             brokers: args.url.clone(),
+            consume_batch: args.consume_batch,
             json: args.json,
         })
         .await;

@@ -1,7 +1,7 @@
-//! `zerolost bench --backend kafka-mock|kafka|rabbitmq`: in one process and one run, the raw
+//! `zerolost bench --backend kafka-mock|kafka|rabbitmq|rocketmq`: in one process and one run, the raw
 //! client against zerolost on the same broker — relay (raw confirmed publish vs the outbox
 //! relay) and consume (raw consume + commit/ack vs the zerolost consumer with its dedupe
-//! store). The broker-specific halves are in `bench_kafka` and `bench_rabbitmq`.
+//! store). The broker-specific halves are in `bench_kafka`, `bench_rabbitmq` and `bench_rocketmq`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +28,9 @@ pub enum BrokerTarget {
     Kafka,
     /// A real RabbitMQ (`--url`, else ZEROLOST_AMQP_URL, else the test broker).
     Rabbitmq,
+    /// A real RocketMQ (`--url` = name server, else ZEROLOST_ROCKETMQ_NAMESRV, else the
+    /// test name server; topics on its `ZerolostCluster`).
+    Rocketmq,
 }
 
 /// The consumer's dedupe store in the consume measurement.
@@ -49,6 +52,8 @@ pub struct BrokerBench {
     pub dedupe: DedupeChoice,
     pub redis_url: String,
     pub brokers: Option<String>,
+    /// RocketMQ's consume batch, both sides.
+    pub consume_batch: u32,
     pub json: bool,
 }
 
@@ -189,26 +194,37 @@ pub async fn zerolost_consume<S: Subscriber + 'static>(
         let (consumer, stop) = (consumer.clone(), stop.clone());
         async move { consumer.run(subscriber, stop).await }
     });
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let mut started = None;
-    while handled.load(Ordering::Relaxed) < n {
-        if handled.load(Ordering::Relaxed) > 0 && started.is_none() {
-            started = Some(Instant::now());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Timeout {
-                operation: "zerolost consume".into(),
-                after: Duration::from_secs(600),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let started = first_to_nth(&handled, n, "zerolost consume").await?;
     flush().await?;
     let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
     stop.cancel();
     task.await
         .map_err(|e| Error::backend("consumer task", false, e.to_string()))??;
     Ok((elapsed, store))
+}
+
+/// Waits (ten minutes at most) until `count` reaches `n`; returns when it first left 0.
+pub async fn first_to_nth(
+    count: &AtomicUsize,
+    n: usize,
+    operation: &str,
+) -> Result<Option<Instant>, Error> {
+    const PATIENCE: Duration = Duration::from_secs(600);
+    let deadline = Instant::now() + PATIENCE;
+    let mut started = None;
+    while count.load(Ordering::Relaxed) < n {
+        if count.load(Ordering::Relaxed) > 0 && started.is_none() {
+            started = Some(Instant::now());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                operation: operation.into(),
+                after: PATIENCE,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(started)
 }
 
 /// Counts handled messages; no work.
@@ -230,6 +246,7 @@ pub async fn run(bench: BrokerBench) -> Result<ExitCode, Error> {
             crate::bench_kafka::measure(&bench).await?
         }
         BrokerTarget::Rabbitmq => crate::bench_rabbitmq::measure(&bench).await?,
+        BrokerTarget::Rocketmq => crate::bench_rocketmq::measure(&bench).await?,
     };
     let (raw_relay, zl_relay, raw_consumed, zl_consumed, dedupe_store) = (
         measured.raw_relay,

@@ -106,7 +106,7 @@ async fn raw_consume(config: &KafkaConfig, topic: &str, n: usize) -> Result<Dura
 pub async fn measure(bench: &BrokerBench) -> Result<Measured, Error> {
     let mock = match bench.backend {
         BrokerTarget::KafkaMock => Some(MockKafka::start(3)?),
-        BrokerTarget::Kafka | BrokerTarget::Rabbitmq => None,
+        BrokerTarget::Kafka | BrokerTarget::Rabbitmq | BrokerTarget::Rocketmq => None,
     };
     let config = match &mock {
         Some(mock) => mock.config(),
@@ -116,7 +116,9 @@ pub async fn measure(bench: &BrokerBench) -> Result<Measured, Error> {
     };
     let spec = match bench.backend {
         BrokerTarget::KafkaMock => TopicSpec::DURABLE,
-        BrokerTarget::Kafka | BrokerTarget::Rabbitmq => TopicSpec::SINGLE_NODE,
+        BrokerTarget::Kafka | BrokerTarget::Rabbitmq | BrokerTarget::Rocketmq => {
+            TopicSpec::SINGLE_NODE
+        }
     };
     let run_id = format!("zlbench-{}", std::process::id());
     let (raw_topic, zl_topic) = (format!("{run_id}-raw"), format!("{run_id}-zerolost"));

@@ -27,6 +27,8 @@ pub enum BackendKind {
     Kafka,
     /// A real RabbitMQ (`ZEROLOST_AMQP_URL`, else the test broker): quorum queues.
     Rabbitmq,
+    /// A real RocketMQ (`ZEROLOST_ROCKETMQ_NAMESRV`, else the test name server): SYNC_FLUSH.
+    Rocketmq,
 }
 
 /// Where the outbox lives.
@@ -226,6 +228,7 @@ async fn scenario_broker(kind: BackendKind) -> Result<ScenarioBroker, Error> {
     let backend = match kind {
         BackendKind::Memory => return Ok(ScenarioBroker::Memory),
         BackendKind::Rabbitmq => return rabbitmq_broker().await,
+        BackendKind::Rocketmq => return rocketmq_broker().await,
         BackendKind::KafkaMock => KafkaBackend::mock()?,
         BackendKind::Kafka => {
             let config = zerolost_kafka::testkit::single_node_config();
@@ -276,6 +279,33 @@ async fn rabbitmq_broker() -> Result<ScenarioBroker, Error> {
     Ok(ScenarioBroker::Backend {
         backend: Arc::new(backend),
         chaos,
+    })
+}
+
+/// RocketMQ: the test name server (or `ZEROLOST_ROCKETMQ_NAMESRV`) and its SYNC_FLUSH
+/// cluster, refusing the scenario's oversized messages like a broker with that
+/// `maxMessageSize`. No broker-side faults: the scenario's own ones apply.
+async fn rocketmq_broker() -> Result<ScenarioBroker, Error> {
+    use zerolost_rocketmq::testkit::{RocketBackend, TEST_CLUSTER, test_name_server};
+    let name_server = test_name_server();
+    tokio::net::TcpStream::connect(&name_server)
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "no RocketMQ name server at {name_server} ({e}); start one with \
+                 scripts/services/rocketmq.sh start, or set ZEROLOST_ROCKETMQ_NAMESRV"
+            ))
+        })?;
+    let config = zerolost_rocketmq::RocketConfig::new(name_server)
+        .max_message_size(scenario::MAX_MESSAGE_BYTES);
+    let backend = RocketBackend::new(
+        zerolost_rocketmq::RocketRuntime::shared()?,
+        config,
+        zerolost_rocketmq::TopicSpec::new(TEST_CLUSTER),
+    );
+    Ok(ScenarioBroker::Backend {
+        backend: Arc::new(backend),
+        chaos: None,
     })
 }
 

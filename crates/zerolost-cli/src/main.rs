@@ -5,6 +5,7 @@ mod bench;
 mod bench_broker;
 mod bench_kafka;
 mod bench_rabbitmq;
+mod bench_rocketmq;
 mod demo;
 mod stores;
 

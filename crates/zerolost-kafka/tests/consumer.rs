@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,54 +16,15 @@ use zerolost_kafka::{
     KafkaConfig, KafkaPublisher, KafkaSubscriber, OFFSET_HEADER, PARTITION_HEADER,
     SubscriberOptions, TOPIC_HEADER, TopicSpec, topic_contents,
 };
-use zerolost_sqlx::{InTransaction, SqliteStore, Tables, TransactionalHandler};
+use zerolost_sqlx::testkit::{
+    EffectsHandler, Fault, assert_each_applied_once, crash_db, effects_store,
+};
+use zerolost_sqlx::{InTransaction, SqliteStore};
 use zerolost_testkit::conformance::{eventually_every, test_consumer_config};
 
 const CHILD: &str = "ZLT_KAFKA_CRASH_CHILD";
 const MESSAGES: usize = 400;
 const CRASH_AT: usize = 150;
-
-/// Records one effect row per handled message, in the inbox's transaction; in the child
-/// process it aborts the whole process on its `CRASH_AT`th call, after writing.
-struct Effects {
-    calls: AtomicUsize,
-    crash_at: Option<usize>,
-}
-
-#[async_trait]
-impl TransactionalHandler<sqlx::Sqlite> for Effects {
-    async fn handle(
-        &self,
-        envelope: &Envelope,
-        tx: &mut sqlx::SqliteConnection,
-    ) -> Result<(), HandlerError> {
-        sqlx::query("INSERT INTO effects (msg_id) VALUES (?)")
-            .bind(envelope.id.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(HandlerError::retryable)?;
-        let call = self.calls.fetch_add(1, AtomicOrdering::SeqCst) + 1;
-        if self.crash_at == Some(call) {
-            eprintln!(
-                "child: aborting after the handler's write of message {call}, before any commit"
-            );
-            std::process::abort();
-        }
-        Ok(())
-    }
-}
-
-async fn inbox_store(path: &str) -> SqliteStore {
-    let store = SqliteStore::connect(&format!("sqlite://{path}"), Tables::default())
-        .await
-        .expect("sqlite");
-    store.migrate().await.expect("migrate");
-    sqlx::query("CREATE TABLE IF NOT EXISTS effects (msg_id TEXT NOT NULL)")
-        .execute(store.pool())
-        .await
-        .expect("effects table");
-    store
-}
 
 /// Consumes `topic` in group `group` until `stop`, with the SQLite inbox.
 async fn consume(
@@ -73,17 +32,11 @@ async fn consume(
     topic: &str,
     group: &str,
     store: &SqliteStore,
-    crash_at: Option<usize>,
+    fault: Fault,
     commit_interval: Duration,
 ) -> (Consumer, common::Running<zerolost_core::ConsumerTotals>) {
     let inbox = store.inbox();
-    let handler = InTransaction::new(
-        inbox.clone(),
-        Effects {
-            calls: AtomicUsize::new(0),
-            crash_at,
-        },
-    );
+    let handler = InTransaction::new(inbox.clone(), EffectsHandler::new(fault));
     let dlq = DeadLetterPublisher::new(KafkaPublisher::new(config).expect("publisher"));
     let consumer = Consumer::new(inbox, handler, dlq)
         .with_config(test_consumer_config())
@@ -114,13 +67,13 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
             parts.next().expect("db"),
         );
         let config = KafkaConfig::new(brokers).set("session.timeout.ms", "6000");
-        let store = inbox_store(db).await;
+        let store = effects_store(db).await.expect("store");
         let _running = consume(
             &config,
             topic,
             group,
             &store,
-            Some(CRASH_AT),
+            Fault::AbortAt(CRASH_AT),
             Duration::from_secs(3600),
         )
         .await;
@@ -140,26 +93,20 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
     for result in publisher.publish_batch(&envelopes).await {
         result.expect("confirmed");
     }
-    let dir = std::env::temp_dir().join("zerolost-tests");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let db = dir.join(format!("{topic}.db")).display().to_string();
+    let db = crash_db(&topic).expect("crash test database");
     let group = format!("{topic}-group");
 
-    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "consumer_killed_between_handler_and_commit_applies_each_message_once",
-            "--nocapture",
-        ])
-        .env(CHILD, format!("{}|{topic}|{group}|{db}", config.brokers()))
-        .status()
-        .expect("run the child consumer");
+    let status = zerolost_testkit::run_child_test(
+        "consumer_killed_between_handler_and_commit_applies_each_message_once",
+        CHILD,
+        &format!("{}|{topic}|{group}|{db}", config.brokers()),
+    );
     assert!(
         !status.success(),
         "the child consumer was killed, not finished: {status:?}"
     );
 
-    let store = inbox_store(&db).await;
+    let store = effects_store(&db).await.expect("store");
     let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM effects")
         .fetch_one(store.pool())
         .await
@@ -170,43 +117,24 @@ async fn consumer_killed_between_handler_and_commit_applies_each_message_once() 
         "the crashing message's write rolled back with its inbox row"
     );
 
-    let (consumer, running) = consume(
+    let (_consumer, running) = consume(
         &config,
         &topic,
         &group,
         &store,
-        None,
+        Fault::None,
         Duration::from_millis(200),
     )
     .await;
-    let inbox = store.inbox();
-    eventually_every(
+    let totals = zerolost_testkit::tasks::stop_when_finished(
+        running,
+        &store.inbox(),
+        MESSAGES,
         Duration::from_secs(60),
-        Duration::from_millis(100),
-        "the restarted consumer finished every message",
-        async || common::finished(&inbox).await >= MESSAGES,
     )
     .await;
-    running.stop().await;
-    let totals = consumer.totals();
 
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT msg_id FROM effects")
-        .fetch_all(store.pool())
-        .await
-        .expect("effects");
-    let mut effects: HashMap<String, usize> = HashMap::new();
-    for (id,) in rows {
-        *effects.entry(id).or_default() += 1;
-    }
-    for envelope in &envelopes {
-        assert_eq!(
-            effects.get(&envelope.id.to_string()),
-            Some(&1),
-            "one effect for {}",
-            envelope.id
-        );
-    }
-    assert_eq!(effects.len(), MESSAGES);
+    assert_each_applied_once(&store, &envelopes).await;
     assert!(
         totals.duplicates >= (CRASH_AT - 1) as u64,
         "the child's uncommitted messages came back and were suppressed: {totals:?}"

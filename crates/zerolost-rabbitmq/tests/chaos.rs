@@ -5,18 +5,16 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zerolost_core::memory::{MemoryDedupe, MemoryOutbox};
-use zerolost_core::{
-    Backoff, Consumer, ConsumerConfig, DeadLetterPublisher, Envelope, MessageId, OutboxStore,
-    Relay, RelayConfig,
-};
+use zerolost_core::{Consumer, ConsumerConfig, DeadLetterPublisher, Envelope, OutboxStore, Relay};
 use zerolost_rabbitmq::{QueueSpec, RabbitConfig, RabbitPublisher, RabbitSubscriber};
-use zerolost_testkit::conformance::{eventually_every, test_consumer_config};
-use zerolost_testkit::{RecordingHandler, Verdict};
+use zerolost_testkit::RecordingHandler;
+use zerolost_testkit::conformance::{
+    assert_applied_exactly_once, eventually_every, patient_relay_config, test_consumer_config,
+};
 
 /// One chaos test at a time: they kill the shared broker.
 static CHAOS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -24,12 +22,7 @@ static CHAOS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A relay that keeps retrying through an outage of tens of seconds.
 fn patient_relay(outbox: Arc<MemoryOutbox>, publisher: RabbitPublisher) -> Relay {
     Relay::new(outbox, publisher)
-        .with_config(RelayConfig {
-            batch_size: 500,
-            max_attempts: 50,
-            backoff: Backoff::exponential(Duration::from_millis(50), Duration::from_secs(1)),
-            ..RelayConfig::default()
-        })
+        .with_config(patient_relay_config())
         .expect("relay")
 }
 
@@ -63,22 +56,6 @@ fn rabbitmq_sh(args: &[&str]) {
     assert!(status.success(), "rabbitmq.sh {args:?} failed");
 }
 
-/// Asserts every id of `envelopes` was applied exactly once, and nothing else.
-fn assert_exactly_once(handler: &RecordingHandler, envelopes: &[Envelope]) {
-    let effects = handler.effects().snapshot();
-    let produced: Vec<MessageId> = envelopes.iter().map(|e| e.id).collect();
-    let none = HashSet::new();
-    let verdict = Verdict::compute(&produced, &effects, &none, &none, &none, &none);
-    eprintln!(
-        "verdict: {} applied, lost {}, duplicate effects {}",
-        verdict.processed,
-        verdict.lost.len(),
-        verdict.duplicate_effects
-    );
-    verdict.assert_clean();
-    assert_eq!(effects.len(), envelopes.len(), "nothing else applied");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_killed_mid_run_loses_nothing_and_applies_nothing_twice() {
     const N: usize = 100_000;
@@ -104,26 +81,9 @@ async fn broker_killed_mid_run_loses_nothing_and_applies_nothing_twice() {
         .with_topology(QueueSpec::default());
     let consuming = common::spawn_consumer(&consumer, subscriber);
     let started = Instant::now();
-    eventually_every(
-        Duration::from_secs(120),
-        Duration::from_millis(20),
-        "a quarter consumed",
-        async || common::finished(&*dedupe).await >= N / 4,
-    )
-    .await;
-    eprintln!(
-        "kill -9 of the broker at {} consumed, {:?} in",
-        common::finished(&*dedupe).await,
-        started.elapsed()
-    );
-    rabbitmq_sh(&["kill"]); // SIGKILL, then start again on the same data
-    eprintln!("broker back after {:?}", started.elapsed());
-    eventually_every(
-        Duration::from_secs(300),
-        Duration::from_millis(100),
-        "every message consumed after the broker's restart",
-        async || common::finished(&*dedupe).await >= N,
-    )
+    common::fault_at_a_quarter(&*dedupe, N, Duration::from_secs(300), || {
+        rabbitmq_sh(&["kill"]); // SIGKILL, then start again on the same data
+    })
     .await;
     let relayed = relay.stop().await;
     let totals = consuming.stop().await;
@@ -137,7 +97,7 @@ async fn broker_killed_mid_run_loses_nothing_and_applies_nothing_twice() {
         relayed.rescheduled > 0,
         "the outage was felt by the relay (rows rescheduled): {relayed:?}"
     );
-    assert_exactly_once(&effects, &envelopes);
+    assert_applied_exactly_once(&effects, &envelopes);
     assert!(
         common::ids_in(&config, &zerolost_core::default_dlq_name(&dest))
             .await
@@ -308,5 +268,5 @@ async fn publisher_connection_cut_with_confirms_outstanding_loses_nothing() {
         "publishes with outstanding confirms were reported retryable and sent again: {relayed:?}"
     );
     assert_eq!(outbox.counts().await.expect("counts").parked, 0);
-    assert_exactly_once(&effects, &envelopes);
+    assert_applied_exactly_once(&effects, &envelopes);
 }

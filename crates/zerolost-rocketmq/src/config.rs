@@ -25,6 +25,10 @@ pub struct RocketConfig {
     send_timeout: Duration,
     sends_in_flight: usize,
     fire_and_forget: bool,
+    consume_threads: u32,
+    consume_batch: u32,
+    max_reconsume_times: i32,
+    max_message_size: usize,
     unsafe_allowed: Option<String>,
 }
 
@@ -37,6 +41,10 @@ impl RocketConfig {
             send_timeout: Duration::from_secs(3),
             sends_in_flight: 64,
             fire_and_forget: false,
+            consume_threads: 64,
+            consume_batch: 1,
+            max_reconsume_times: 16,
+            max_message_size: 4 * 1024 * 1024,
             unsafe_allowed: None,
         }
     }
@@ -57,6 +65,37 @@ impl RocketConfig {
     /// How many synchronous sends `publish_batch` keeps in flight at once (default 64).
     pub fn sends_in_flight(mut self, sends: usize) -> Self {
         self.sends_in_flight = sends;
+        self
+    }
+
+    /// How many messages a subscriber hands to the pipeline at once (default 64): each
+    /// waits on a listener thread of the client runtime (the shared runtime has 256).
+    pub fn consume_threads(mut self, threads: u32) -> Self {
+        self.consume_threads = threads;
+        self
+    }
+
+    /// How many messages one listener call hands to the pipeline (default 1). Above 1 the
+    /// call's answer covers them all: one message given back (a failure, a nack) makes the
+    /// client send back the whole batch, whose finished messages then come again and are
+    /// suppressed as duplicates. Fewer thread hand-offs per message, more redeliveries.
+    pub fn consume_batch(mut self, messages: u32) -> Self {
+        self.consume_batch = messages;
+        self
+    }
+
+    /// After how many `RECONSUME_LATER`s RocketMQ itself moves a message to the group's
+    /// `%DLQ%` topic (default 16). A backstop: keep it above the consumer's `max_attempts`,
+    /// so zerolost's own DLQ (with the failure metadata) is where poison messages go.
+    pub fn max_reconsume_times(mut self, times: i32) -> Self {
+        self.max_reconsume_times = times;
+        self
+    }
+
+    /// The largest body sent (default 4 MiB, the broker's default `maxMessageSize`): a bigger
+    /// message is refused before sending, permanently (the relay parks it with the reason).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
         self
     }
 
@@ -90,6 +129,22 @@ impl RocketConfig {
         self.sends_in_flight
     }
 
+    pub(crate) fn consume_threads_value(&self) -> u32 {
+        self.consume_threads
+    }
+
+    pub(crate) fn consume_batch_value(&self) -> u32 {
+        self.consume_batch
+    }
+
+    pub(crate) fn max_reconsume_times_value(&self) -> i32 {
+        self.max_reconsume_times
+    }
+
+    pub(crate) fn max_message_size_value(&self) -> usize {
+        self.max_message_size
+    }
+
     pub(crate) fn forgets(&self) -> bool {
         self.fire_and_forget
     }
@@ -115,6 +170,26 @@ impl RocketConfig {
         if self.sends_in_flight == 0 || self.send_timeout.is_zero() {
             return Err(RocketError::Invalid(
                 "sends_in_flight and send_timeout must be above zero".into(),
+            ));
+        }
+        if self.consume_threads == 0
+            || self.consume_threads as usize > crate::runtime::LISTENER_LANE
+        {
+            return Err(RocketError::Invalid(format!(
+                "consume_threads must be between 1 and {}",
+                crate::runtime::LISTENER_LANE
+            )));
+        }
+        if !(1..=1024).contains(&self.consume_batch) {
+            return Err(RocketError::Invalid(
+                "consume_batch must be between 1 and 1024".into(),
+            ));
+        }
+        if self.max_reconsume_times < 1 {
+            return Err(RocketError::Invalid(
+                "max_reconsume_times must be at least 1 (it is a backstop above the consumer's \
+                 max_attempts)"
+                    .into(),
             ));
         }
         if self.fire_and_forget && self.unsafe_allowed.is_none() {

@@ -46,6 +46,24 @@ pub enum RocketError {
         /// The topic.
         topic: String,
     },
+    /// A delivery was settled after the consumer had given the message back (it was shutting
+    /// down, or the listener's wait timed out): the message is consumed again.
+    #[error(
+        "a message of `{topic}` was given back before it was settled (the consumer stopped, or \
+         its listener's wait timed out); it comes again"
+    )]
+    GivenBack {
+        /// The topic.
+        topic: String,
+    },
+    /// The message is bigger than the configured `max_message_size`.
+    #[error("message body of {size} bytes exceeds max_message_size ({limit} bytes)")]
+    TooLarge {
+        /// The body's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The client's runtime could not start.
     #[error("RocketMQ client runtime: {0}")]
     Runtime(String),
@@ -101,8 +119,9 @@ impl RocketError {
             RocketError::Unsafe { .. }
             | RocketError::Invalid(_)
             | RocketError::Runtime(_)
+            | RocketError::TooLarge { .. }
             | RocketError::NoRoute { .. } => false,
-            RocketError::NotStored { .. } => true,
+            RocketError::NotStored { .. } | RocketError::GivenBack { .. } => true,
             RocketError::Client { source, .. } => classify(source) == Class::Retryable,
         }
     }
@@ -117,8 +136,16 @@ impl From<RocketError> for CoreError {
                 CoreError::Config(format!("RocketMQ client runtime: {reason}"))
             }
             RocketError::NoRoute { topic } => CoreError::Unroutable { destination: topic },
+            RocketError::TooLarge { .. } => CoreError::Rejected {
+                reason: error.to_string(),
+            },
             RocketError::NotStored { .. } => CoreError::NotConfirmed {
                 reason: error.to_string(),
+            },
+            RocketError::GivenBack { .. } => CoreError::Backend {
+                context: "settle a RocketMQ delivery".into(),
+                retryable: true,
+                source: Box::new(error),
             },
             RocketError::Client { ref source, .. } => match classify(source) {
                 Class::NoRoute | Class::Permanent => CoreError::Rejected {

@@ -1,7 +1,10 @@
-//! RocketMQ backend for zerolost (in progress: the publisher).
+//! RocketMQ backend for zerolost.
 //!
 //! - [`RocketPublisher`]: synchronous sends where only `SEND_OK` counts; flush and
 //!   replication timeouts are retryable, a topic without a route is unroutable.
+//! - [`RocketSubscriber`]: a push consumer that reports `CONSUME_SUCCESS` only after the
+//!   pipeline acked; a nack is `RECONSUME_LATER`.
+//! - [`declare_destination`], [`dlq_topic`], [`topic_contents`]: topics and their DLQ.
 //! - [`RocketConfig`]: client settings; fire-and-forget sending is refused unless
 //!   explicitly allowed.
 //! - [`RocketRuntime`]: the client runtime producers share.
@@ -14,12 +17,19 @@
 mod audit;
 mod config;
 mod error;
+mod message;
 mod publisher;
 mod runtime;
+mod subscriber;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod topology;
 
 pub use audit::{Audit, audit};
 pub use config::RocketConfig;
 pub use error::RocketError;
 pub use publisher::RocketPublisher;
 pub use runtime::RocketRuntime;
+pub use subscriber::RocketSubscriber;
+pub use topology::{TopicSpec, declare_destination, dlq_topic, topic_contents};
 pub use zerolost_core::{Finding, Severity};

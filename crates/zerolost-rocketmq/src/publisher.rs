@@ -1,7 +1,7 @@
 //! Synchronous send where only `SEND_OK` counts.
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::collections::HashMap;
 
 use rocketmq_client_rust::{DefaultMQAdminExt, DefaultMQProducer};
@@ -134,6 +134,13 @@ impl RocketPublisher {
 
     async fn send(&self, envelope: &Envelope) -> Result<Receipt, RocketError> {
         let topic = envelope.destination.clone();
+        let limit = self.config.max_message_size_value();
+        if envelope.payload.len() > limit {
+            return Err(RocketError::TooLarge {
+                size: envelope.payload.len(),
+                limit,
+            });
+        }
         let id = envelope.id.to_string();
         let mut builder = MessageBuilder::new()
             .topic(topic.as_str())
@@ -215,10 +222,18 @@ impl Publisher for RocketPublisher {
     }
 
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
-        let sends: Vec<_> = envelopes.iter().map(|e| self.publish(e)).collect();
-        futures::stream::iter(sends)
-            .buffered(self.config.in_flight())
+        // Unordered: a slow send does not hold back the window; results are put back in order.
+        let sends: Vec<_> = envelopes
+            .iter()
+            .map(|e| self.publish(e))
+            .enumerate()
+            .map(|(i, send)| send.map(move |result| (i, result)))
+            .collect();
+        let mut done: Vec<(usize, Result<Receipt, Error>)> = futures::stream::iter(sends)
+            .buffer_unordered(self.config.in_flight())
             .collect()
-            .await
+            .await;
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, result)| result).collect()
     }
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig};
 use rocketmq_observability::TelemetryRuntimeGuard;
-use rocketmq_runtime::RuntimeOwner;
+use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 
 use crate::RocketError;
 
@@ -32,8 +32,30 @@ static SHARED: OnceLock<Result<RocketRuntime, String>> = OnceLock::new();
 static OWNER: OnceLock<RuntimeOwner> = OnceLock::new();
 static TELEMETRY: OnceLock<TelemetryRuntimeGuard> = OnceLock::new();
 
+/// How many consume listeners may wait on the pipeline at once, and how long one may wait:
+/// the push consumer runs each listener call on the runtime's metadata-I/O blocking lane,
+/// sized by default for short file writes (2 per core, 30 s), too small for listeners that
+/// wait for a handler.
+pub(crate) const LISTENER_LANE: usize = 256;
+pub(crate) const LISTENER_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn runtime_config() -> Result<RuntimeConfig, String> {
+    let mut config = RuntimeConfig::default()
+        .with_max_blocking_threads(LISTENER_LANE + 64)
+        .map_err(|e| e.to_string())?;
+    let lane = &mut config.blocking_lane_policies.metadata_io;
+    lane.max_concurrency = LISTENER_LANE;
+    lane.max_queue_depth = LISTENER_LANE * 4;
+    lane.queue_timeout = LISTENER_WAIT;
+    lane.task_timeout = LISTENER_WAIT;
+    Ok(config)
+}
+
 impl RocketRuntime {
-    /// Uses the application's client runtime.
+    /// Uses the application's client runtime. Its metadata-I/O blocking lane runs the push
+    /// consumer's listeners, each waiting for the pipeline to settle its message: give it
+    /// room for the consumer's `consume_threads` and a task timeout above the handler's
+    /// longest run (the shared runtime allows 256 and 15 minutes).
     pub fn from_client(client: Arc<ClientRuntime>) -> Self {
         Self { client }
     }
@@ -45,7 +67,10 @@ impl RocketRuntime {
                 let owner = match OWNER.get() {
                     Some(owner) => owner,
                     None => {
-                        let owner = RuntimeOwner::new().map_err(|e| e.to_string())?;
+                        let owner = RuntimeOwner::plan(runtime_config()?)
+                            .map_err(|e| e.to_string())?
+                            .build()
+                            .map_err(|e| e.to_string())?;
                         OWNER.get_or_init(|| owner)
                     }
                 };
@@ -63,6 +88,12 @@ impl RocketRuntime {
     }
 
     pub(crate) fn client(&self) -> Arc<ClientRuntime> {
+        self.client.clone()
+    }
+
+    /// The client runtime, for the application's own RocketMQ producers and consumers
+    /// (the same lanes and threads as zerolost's).
+    pub fn client_runtime(&self) -> Arc<ClientRuntime> {
         self.client.clone()
     }
 }

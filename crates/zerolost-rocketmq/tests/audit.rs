@@ -16,7 +16,7 @@ async fn sync_flush_passes_and_async_flush_is_flagged_and_refused() {
     let runtime = RocketRuntime::shared().expect("runtime");
     let config = RocketConfig::new(&name_server);
 
-    let durable = fresh_topic("audit-sync");
+    let durable = fresh_topic("audit-sync").await;
     let report = audit(&runtime, &config, &durable).await.expect("audit");
     assert!(report.is_durable(), "{:#?}", report.findings);
     assert_eq!(report.brokers.len(), 1);
@@ -26,7 +26,7 @@ async fn sync_flush_passes_and_async_flush_is_flagged_and_refused() {
         report.brokers
     );
 
-    let risky = fresh_topic_on("audit-async", ASYNC_CLUSTER);
+    let risky = fresh_topic_on("audit-async", ASYNC_CLUSTER).await;
     let report = audit(&runtime, &config, &risky).await.expect("audit");
     assert!(!report.is_durable());
     let finding = &report.findings[0];

@@ -20,7 +20,7 @@ async fn every_message_is_confirmed_with_send_ok_at_its_own_position() {
     let Some(name_server) = name_server().await else {
         return;
     };
-    let topic = fresh_topic("send");
+    let topic = fresh_topic("send").await;
     let publisher = publisher(&name_server).await;
     let envelopes: Vec<Envelope> = (0..1_000)
         .map(|i| Envelope::new(&topic, format!("{{\"order\":{i}}}")).with_header("tenant", "acme"))
@@ -40,6 +40,9 @@ async fn every_message_is_confirmed_with_send_ok_at_its_own_position() {
         );
     }
     assert_eq!(positions.len(), envelopes.len());
+    let stored = common::ids_in(&topic).await;
+    assert_eq!(stored.len(), envelopes.len(), "every id stored");
+    assert!(stored.values().all(|&n| n == 1), "each stored once");
     // The broker indexes the id as the message key.
     let found = rocketmq_sh(&[
         "admin",
@@ -57,11 +60,11 @@ async fn every_message_is_confirmed_with_send_ok_at_its_own_position() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relay_parks_a_topic_without_route_and_sends_the_rest() {
+async fn relay_parks_a_topic_without_route_and_an_oversized_message_and_sends_the_rest() {
     let Some(name_server) = name_server().await else {
         return;
     };
-    let topic = fresh_topic("relay");
+    let topic = fresh_topic("relay").await;
     let outbox = Arc::new(MemoryOutbox::new());
     let good: Vec<Envelope> = (0..200)
         .map(|i| Envelope::new(&topic, format!("{i}")))
@@ -69,16 +72,33 @@ async fn relay_parks_a_topic_without_route_and_sends_the_rest() {
     outbox.enqueue_batch(&good).expect("enqueue");
     let nowhere = Envelope::new(format!("zlt-missing-{}", std::process::id()), "no topic");
     outbox.enqueue(&nowhere).expect("enqueue");
-    let relay = Relay::new(outbox.clone(), publisher(&name_server).await)
+    let huge = Envelope::new(&topic, vec![b'x'; 1025]);
+    outbox.enqueue(&huge).expect("enqueue");
+    let small = RocketPublisher::start(
+        &RocketRuntime::shared().expect("runtime"),
+        &RocketConfig::new(&name_server).max_message_size(1024),
+    )
+    .await
+    .expect("producer");
+    let relay = Relay::new(outbox.clone(), small)
         .with_config(RelayConfig {
             batch_size: 100,
             ..RelayConfig::default()
         })
         .expect("relay");
     let (published, parked) = drain_on_healthy_broker(&relay).await;
-    assert_eq!((published, parked), (good.len(), 1));
+    assert_eq!((published, parked), (good.len(), 2));
     let reason = parked_reason(&*outbox, nowhere.id).await;
     assert!(reason.contains("unroutable"), "{reason}");
+    let reason = parked_reason(&*outbox, huge.id).await;
+    assert!(reason.contains("max_message_size"), "{reason}");
+    let stored = common::ids_in(&topic).await;
+    assert_eq!(
+        stored.len(),
+        good.len(),
+        "the rest stored, the huge one not"
+    );
+    assert!(!stored.contains_key(&huge.id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

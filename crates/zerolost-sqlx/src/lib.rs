@@ -30,6 +30,8 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::SqlError;
 pub use store::{Purged, Retention, SqlInbox, SqlOutbox, SqlStore, begin_error};

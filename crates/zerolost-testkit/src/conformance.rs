@@ -43,6 +43,35 @@ pub fn test_relay_config() -> RelayConfig {
     }
 }
 
+/// Relay settings for chaos tests: batches of 500, and retries (up to 50, backing off to
+/// 1 s) that outlast a broker outage of tens of seconds.
+pub fn patient_relay_config() -> RelayConfig {
+    RelayConfig {
+        batch_size: 500,
+        max_attempts: 50,
+        backoff: Backoff::exponential(Duration::from_millis(50), Duration::from_secs(1)),
+        ..RelayConfig::default()
+    }
+}
+
+/// Asserts every id of `envelopes` was applied by `handler` exactly once, and nothing else;
+/// prints the verdict.
+#[track_caller]
+pub fn assert_applied_exactly_once(handler: &crate::RecordingHandler, envelopes: &[Envelope]) {
+    let effects = handler.effects().snapshot();
+    let produced: Vec<MessageId> = envelopes.iter().map(|e| e.id).collect();
+    let none = HashSet::new();
+    let verdict = crate::Verdict::compute(&produced, &effects, &none, &none, &none, &none);
+    eprintln!(
+        "verdict: {} applied, lost {}, duplicate effects {}",
+        verdict.processed,
+        verdict.lost.len(),
+        verdict.duplicate_effects
+    );
+    verdict.assert_clean();
+    assert_eq!(effects.len(), envelopes.len(), "nothing else applied");
+}
+
 #[track_caller]
 fn ok<T>(result: Result<T, Error>, what: &str) -> T {
     match result {

@@ -20,6 +20,7 @@ mod publishers;
 pub mod scenario;
 pub mod tasks;
 mod verdict;
+mod withhold;
 
 pub use backend::{
     Backend, DeadLetter, DedupeHandle, Enqueue, MemoryBackend, MemoryStores, OutboxHandle, Stores,
@@ -27,6 +28,7 @@ pub use backend::{
 pub use handler::{EffectLog, RecordingHandler};
 pub use publishers::{FlakyPublisher, LossyPublisher, RecordingPublisher, SwitchableDedupe};
 pub use verdict::Verdict;
+pub use withhold::{WithholdingSubscriber, withheld};
 
 /// Whether tests must fail (not skip) when a server they need is missing:
 /// `ZEROLOST_REQUIRE_SERVICES=1`, as CI sets it.
@@ -83,6 +85,34 @@ pub fn fresh_name(tag: &str) -> String {
         std::process::id(),
         NEXT_NAME.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
+}
+
+/// How many copies of each id `messages` hold (read from the `zerolost-id` header, which
+/// every message zerolost publishes carries; panics on one without it).
+pub fn ids_of(
+    messages: impl IntoIterator<Item = zerolost_core::Incoming>,
+) -> std::collections::HashMap<zerolost_core::MessageId, usize> {
+    let mut ids = std::collections::HashMap::new();
+    for message in messages {
+        let id: zerolost_core::MessageId = message
+            .headers
+            .get(zerolost_core::MESSAGE_ID_HEADER)
+            .and_then(|v| v.parse().ok())
+            .expect("every message carries its id header");
+        *ids.entry(id).or_default() += 1;
+    }
+    ids
+}
+
+/// Runs the test `name` of the current test binary again, in a child process with `env_key`
+/// set to `spec`: a crash test's victim (the child sees `env_key` and plays its part).
+pub fn run_child_test(name: &str, env_key: &str, spec: &str) -> std::process::ExitStatus {
+    let binary = std::env::current_exe().expect("the test binary");
+    std::process::Command::new(binary)
+        .args(["--exact", name, "--nocapture"])
+        .env(env_key, spec)
+        .status()
+        .expect("run the child test")
 }
 
 /// Whether the process `pid` has ended (its test objects can be removed). `false` for this

@@ -39,6 +39,24 @@ pub fn spawn_relay(relay: Relay) -> Running<RelayTotals> {
     Running { stop, task }
 }
 
+/// Waits (up to `patience`) until `ledger` lists `n` messages finished, then stops
+/// `running` and returns its totals. Panics when they do not finish.
+pub async fn stop_when_finished(
+    running: Running<ConsumerTotals>,
+    ledger: &dyn ConsumerLedger,
+    n: usize,
+    patience: std::time::Duration,
+) -> ConsumerTotals {
+    crate::conformance::eventually_every(
+        patience,
+        std::time::Duration::from_millis(50),
+        "the consumer finished every message",
+        async || finished(ledger).await >= n,
+    )
+    .await;
+    running.stop().await
+}
+
 /// Messages `ledger` lists as finished (0 while it cannot be read).
 pub async fn finished(ledger: &dyn ConsumerLedger) -> usize {
     ledger
@@ -46,4 +64,39 @@ pub async fn finished(ledger: &dyn ConsumerLedger) -> usize {
         .await
         .map(|s| s.entries.len())
         .unwrap_or(0)
+}
+
+/// Waits until `ledger` lists a quarter of `n` finished, runs `fault` (e.g. kill -9 and
+/// restart of the broker), then waits (up to `patience`) until all `n` are finished; prints
+/// when each happened. Panics when the run does not finish.
+pub async fn fault_at_a_quarter(
+    ledger: &dyn ConsumerLedger,
+    n: usize,
+    patience: std::time::Duration,
+    fault: impl FnOnce(),
+) {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    crate::conformance::eventually_every(
+        patience,
+        Duration::from_millis(20),
+        "a quarter consumed",
+        async || finished(ledger).await >= n / 4,
+    )
+    .await;
+    eprintln!(
+        "fault at {} consumed, {:?} in",
+        finished(ledger).await,
+        started.elapsed()
+    );
+    fault();
+    eprintln!("fault over after {:?}", started.elapsed());
+    crate::conformance::eventually_every(
+        patience,
+        Duration::from_millis(100),
+        "every message consumed after the fault",
+        async || finished(ledger).await >= n,
+    )
+    .await;
+    eprintln!("all {n} consumed after {:?}", started.elapsed());
 }

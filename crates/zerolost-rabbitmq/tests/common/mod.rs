@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use zerolost_core::{MESSAGE_ID_HEADER, MessageId};
+use zerolost_core::MessageId;
 use zerolost_rabbitmq::testkit::RabbitBackend;
 use zerolost_rabbitmq::{QueueSpec, RabbitConfig, declare_destination, queue_contents};
 
@@ -27,20 +27,13 @@ pub async fn destination(config: &RabbitConfig, tag: &str, spec: QueueSpec) -> S
 
 /// How many copies of each id `queue` holds now.
 pub async fn ids_in(config: &RabbitConfig, queue: &str) -> HashMap<MessageId, usize> {
-    let mut ids = HashMap::new();
-    for message in queue_contents(config, queue).await.expect("read the queue") {
-        let id: MessageId = message
-            .headers
-            .get(MESSAGE_ID_HEADER)
-            .and_then(|v| v.parse().ok())
-            .expect("every message carries its id header");
-        *ids.entry(id).or_default() += 1;
-    }
-    ids
+    zerolost_testkit::ids_of(queue_contents(config, queue).await.expect("read the queue"))
 }
 
 #[allow(unused_imports)] // each test file uses some of them
-pub use zerolost_testkit::tasks::{Running, finished, spawn_consumer, spawn_relay};
+pub use zerolost_testkit::tasks::{
+    Running, fault_at_a_quarter, finished, spawn_consumer, spawn_relay,
+};
 
 /// A raw lapin connection and channel to the test broker, as an application without
 /// zerolost has.

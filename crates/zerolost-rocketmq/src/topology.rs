@@ -1,0 +1,286 @@
+//! Topics: creating a destination and its DLQ, and reading a topic's contents back.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+#[allow(deprecated)]
+use rocketmq_client_rust::DefaultMQPullConsumer;
+use rocketmq_client_rust::{DefaultMQAdminExt, PullStatus, RouteAdmin, TopicAdmin};
+use rocketmq_model::topic::TopicConfig;
+use zerolost_core::Incoming;
+
+use crate::{RocketConfig, RocketError, RocketRuntime};
+
+/// Where zerolost dead-letters the messages of `topic`: `<topic>-dlq` (RocketMQ topic names
+/// allow no dots). Not RocketMQ's own `%DLQ%<group>` topic, which receives a message after
+/// the broker's max reconsume times and carries no failure metadata.
+///
+/// ```
+/// assert_eq!(zerolost_rocketmq::dlq_topic("orders"), "orders-dlq");
+/// ```
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}-dlq")
+}
+
+/// How a destination's topics are created.
+///
+/// ```
+/// let spec = zerolost_rocketmq::TopicSpec::new("DefaultCluster").queues(8);
+/// # let _ = spec;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    cluster: String,
+    queues: u32,
+}
+
+impl TopicSpec {
+    /// Topics on every master broker of `cluster`, 4 queues each.
+    pub fn new(cluster: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            queues: 4,
+        }
+    }
+
+    /// Read and write queues per broker (default 4).
+    pub fn queues(mut self, queues: u32) -> Self {
+        self.queues = queues;
+        self
+    }
+}
+
+fn client(
+    operation: &'static str,
+) -> impl FnOnce(rocketmq_client_rust::ClientError) -> RocketError {
+    move |source| RocketError::Client { operation, source }
+}
+
+/// An admin client for the duration of `work`.
+async fn with_admin<T>(
+    runtime: &RocketRuntime,
+    config: &RocketConfig,
+    work: impl AsyncFnOnce(&DefaultMQAdminExt) -> Result<T, RocketError>,
+) -> Result<T, RocketError> {
+    let mut admin = DefaultMQAdminExt::new(runtime.client());
+    admin.set_namesrv_addr(config.name_server());
+    // The client's futures are deep types: boxed, so callers' futures stay small.
+    Box::pin(admin.start())
+        .await
+        .map_err(client("admin start"))?;
+    let result = work(&admin).await;
+    Box::pin(admin.shutdown()).await;
+    result
+}
+
+/// Creates (or updates) `topic` and its DLQ ([`dlq_topic`]) on every master broker of the
+/// spec's cluster, and waits until the name server routes both. Topics are not created on
+/// first use: the broker zerolost expects has `autoCreateTopicEnable=false`, so a typo in a
+/// destination is an unroutable message the relay parks, not a new topic.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_rocketmq::RocketError> {
+/// use zerolost_rocketmq::{RocketConfig, RocketRuntime, TopicSpec, declare_destination};
+/// let config = RocketConfig::new("127.0.0.1:9876");
+/// declare_destination(&RocketRuntime::shared()?, &config, &TopicSpec::new("DefaultCluster"), "orders").await?;
+/// # Ok(()) }
+/// ```
+pub async fn declare_destination(
+    runtime: &RocketRuntime,
+    config: &RocketConfig,
+    spec: &TopicSpec,
+    topic: &str,
+) -> Result<(), RocketError> {
+    let topics = [topic.to_owned(), dlq_topic(topic)];
+    with_admin(runtime, config, async |admin| {
+        let cluster = Box::pin(admin.examine_broker_cluster_info())
+            .await
+            .map_err(client("read the cluster"))?;
+        let names = cluster
+            .cluster_addr_table
+            .as_ref()
+            .and_then(|clusters| {
+                clusters
+                    .iter()
+                    .find(|(name, _)| name.as_str() == spec.cluster)
+                    .map(|(_, names)| names.clone())
+            })
+            .ok_or_else(|| {
+                RocketError::Invalid(format!(
+                    "no cluster `{}` is registered with the name server",
+                    spec.cluster
+                ))
+            })?;
+        let brokers = cluster.broker_addr_table.unwrap_or_default();
+        for name in &names {
+            let Some(master) = brokers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, data)| data.broker_addrs().get(&0).cloned())
+            else {
+                continue;
+            };
+            for topic in &topics {
+                let config = TopicConfig::with_queues(topic.as_str(), spec.queues, spec.queues);
+                Box::pin(admin.create_and_update_topic_config(master.clone(), config))
+                    .await
+                    .map_err(client("create a topic"))?;
+            }
+        }
+        for topic in &topics {
+            wait_for_route(admin, topic).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// `Ok` when the name server routes `topic`, else [`RocketError::NoRoute`].
+pub(crate) async fn check_route(
+    runtime: &RocketRuntime,
+    config: &RocketConfig,
+    topic: &str,
+) -> Result<(), RocketError> {
+    with_admin(runtime, config, async |admin| {
+        match Box::pin(admin.examine_topic_route_info(topic.into())).await {
+            Ok(Some(route)) if !route.queue_datas.is_empty() => Ok(()),
+            Ok(_) => Err(RocketError::NoRoute {
+                topic: topic.to_owned(),
+            }),
+            Err(source) => Err(match crate::error::classify(&source) {
+                crate::error::Class::NoRoute => RocketError::NoRoute {
+                    topic: topic.to_owned(),
+                },
+                _ => RocketError::Client {
+                    operation: "read the topic's route",
+                    source,
+                },
+            }),
+        }
+    })
+    .await
+}
+
+/// Waits (up to 10 s) until the name server has a route to `topic`.
+async fn wait_for_route(admin: &DefaultMQAdminExt, topic: &str) -> Result<(), RocketError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let route = Box::pin(admin.examine_topic_route_info(topic.into())).await;
+        if matches!(&route, Ok(Some(route)) if !route.queue_datas.is_empty()) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RocketError::NoRoute {
+                topic: topic.to_owned(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every message stored on `topic` now, read with a pull consumer from each queue's first
+/// offset (nothing is consumed: no consumer group's offset moves). For tests, audits and
+/// DLQ tools; a topic of millions of messages is read whole.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_rocketmq::RocketError> {
+/// use zerolost_rocketmq::{RocketConfig, RocketRuntime, dlq_topic, topic_contents};
+/// let config = RocketConfig::new("127.0.0.1:9876");
+/// let dead = topic_contents(&RocketRuntime::shared()?, &config, &dlq_topic("orders")).await?;
+/// println!("{} dead letters", dead.len());
+/// # Ok(()) }
+/// ```
+pub async fn topic_contents(
+    runtime: &RocketRuntime,
+    config: &RocketConfig,
+    topic: &str,
+) -> Result<Vec<Incoming>, RocketError> {
+    let reader = reader(runtime, config).await?;
+    Box::pin(read_topic(&reader, topic)).await
+}
+
+// The classic pull consumer is deprecated for consuming (lite pull is preferred); here it
+// only reads, from explicit offsets, and commits nothing: the right tool.
+#[allow(deprecated)]
+type Reader = Arc<DefaultMQPullConsumer>;
+
+/// Readers, one per name server, kept for the life of the process: a pull consumer that
+/// has pulled takes ~20 s to shut down (its long-poll timeout).
+static READERS: Mutex<Vec<(String, Reader)>> = Mutex::new(Vec::new());
+
+#[allow(deprecated)]
+async fn reader(runtime: &RocketRuntime, config: &RocketConfig) -> Result<Reader, RocketError> {
+    let cached = |readers: &[(String, Reader)]| {
+        readers
+            .iter()
+            .find(|(server, _)| server == config.name_server())
+            .map(|(_, reader)| reader.clone())
+    };
+    if let Some(reader) = cached(&READERS.lock().unwrap_or_else(PoisonError::into_inner)) {
+        return Ok(reader);
+    }
+    let reader = DefaultMQPullConsumer::builder(runtime.client())
+        .consumer_group(format!("zerolost_reader_{}", std::process::id()))
+        .name_server_addr(config.name_server().to_owned())
+        .build()
+        .map_err(client("pull consumer"))?;
+    Box::pin(reader.start())
+        .await
+        .map_err(client("pull consumer start"))?;
+    let mut readers = READERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(earlier) = cached(&readers) {
+        // Another caller started one meanwhile; this one is left to the runtime.
+        return Ok(earlier);
+    }
+    let reader = Arc::new(reader);
+    readers.push((config.name_server().to_owned(), reader.clone()));
+    Ok(reader)
+}
+
+#[allow(deprecated)]
+async fn read_topic(
+    reader: &DefaultMQPullConsumer,
+    topic: &str,
+) -> Result<Vec<Incoming>, RocketError> {
+    let queues = Box::pin(reader.fetch_subscribe_message_queues(topic))
+        .await
+        .map_err(|source| match crate::error::classify(&source) {
+            crate::error::Class::NoRoute => RocketError::NoRoute {
+                topic: topic.to_owned(),
+            },
+            _ => RocketError::Client {
+                operation: "read a topic's queues",
+                source,
+            },
+        })?;
+    let mut messages = Vec::new();
+    for queue in &queues {
+        let end = Box::pin(reader.max_offset(queue))
+            .await
+            .map_err(client("read a queue's max offset"))?;
+        let mut offset = Box::pin(reader.min_offset(queue))
+            .await
+            .map_err(client("read a queue's min offset"))?;
+        while offset < end {
+            let pulled = Box::pin(reader.pull(queue, "*", offset, 256))
+                .await
+                .map_err(client("pull"))?;
+            if !matches!(pulled.pull_status(), PullStatus::Found) {
+                break;
+            }
+            messages.extend(
+                pulled
+                    .msg_found_list()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(crate::message::incoming),
+            );
+            let next = i64::try_from(pulled.next_begin_offset()).unwrap_or(i64::MAX);
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+    }
+    Ok(messages)
+}

@@ -71,6 +71,12 @@ maxReconsumeTimes=16
 # reconsume count. Stock: 1s 5s 10s 30s 1m 2m ... (first retry after 10 s, then 30 s, 1 m).
 # Shortened at the low end for development and tests; production brokers keep the stock ones.
 messageDelayLevel=1s 1s 1s 2s 3s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
+# Disk guards: a development machine's disk is shared and often fuller than a broker host's.
+# Stock, the broker refuses every write once the partition is 90 % used (DISK_FULL) and from
+# 85 % deletes commit-log files even if unconsumed. Here both wait until 99 % / 98 %.
+# Production brokers keep the stock values, on disks sized and monitored for them.
+diskSpaceWarningLevelRatio=99
+diskSpaceCleanForciblyRatio=98
 CONF
 }
 

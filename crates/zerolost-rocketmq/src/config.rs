@@ -62,7 +62,10 @@ impl RocketConfig {
         self
     }
 
-    /// How many synchronous sends `publish_batch` keeps in flight at once (default 64).
+    /// How many synchronous sends `publish_batch` keeps in flight at once (default 64). The
+    /// client's transport refuses requests beyond about 200 in flight per client
+    /// ("admission queue saturated", retryable): keep the sum over relays sharing one
+    /// publisher below that.
     pub fn sends_in_flight(mut self, sends: usize) -> Self {
         self.sends_in_flight = sends;
         self

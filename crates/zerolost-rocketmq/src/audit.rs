@@ -1,10 +1,11 @@
 //! The durability audit: do the brokers that serve a topic flush a message to disk before
 //! they answer `SEND_OK`?
 
-use rocketmq_client_rust::{BrokerAdmin, DefaultMQAdminExt, TopicAdmin};
+use rocketmq_client_rust::{BrokerAdmin, DefaultMQAdminExt};
 use serde::Serialize;
 use zerolost_core::{Error, Finding, Severity};
 
+use crate::error::client;
 use crate::{RocketConfig, RocketError, RocketRuntime};
 
 /// The audit of the brokers serving one topic: empty `findings` means durable.
@@ -23,12 +24,6 @@ impl Audit {
     pub fn is_durable(&self) -> bool {
         self.findings.iter().all(|f| f.severity != Severity::Unsafe)
     }
-}
-
-fn client(
-    operation: &'static str,
-) -> impl FnOnce(rocketmq_client_rust::ClientError) -> RocketError {
-    move |source| RocketError::Client { operation, source }
 }
 
 /// Checks every master broker serving `topic`: `flushDiskType=SYNC_FLUSH` (a `SEND_OK`
@@ -50,32 +45,18 @@ pub async fn audit(
     config: &RocketConfig,
     topic: &str,
 ) -> Result<Audit, Error> {
-    let mut admin = DefaultMQAdminExt::new(runtime.client());
-    admin.set_namesrv_addr(config.name_server());
-    // The client's futures are deep types: boxed, so callers' futures stay small.
-    Box::pin(admin.start())
-        .await
-        .map_err(client("admin start"))?;
-    let audited = Box::pin(audit_with(&admin, topic)).await;
-    Box::pin(admin.shutdown()).await;
-    audited
+    crate::topology::with_admin(runtime, config, async |admin| {
+        Box::pin(audit_with(admin, topic)).await
+    })
+    .await
+    .map_err(Error::from)
 }
 
-pub(crate) async fn audit_with(admin: &DefaultMQAdminExt, topic: &str) -> Result<Audit, Error> {
-    let route = Box::pin(admin.examine_topic_route_info(topic.into()))
-        .await
-        .map_err(|source| match crate::error::classify(&source) {
-            crate::error::Class::NoRoute => RocketError::NoRoute {
-                topic: topic.to_owned(),
-            },
-            _ => RocketError::Client {
-                operation: "read the topic's route",
-                source,
-            },
-        })?
-        .ok_or_else(|| RocketError::NoRoute {
-            topic: topic.to_owned(),
-        })?;
+pub(crate) async fn audit_with(
+    admin: &DefaultMQAdminExt,
+    topic: &str,
+) -> Result<Audit, RocketError> {
+    let route = crate::topology::route(admin, topic).await?;
     let mut brokers = Vec::new();
     let mut findings = Vec::new();
     for broker in &route.broker_datas {

@@ -92,6 +92,24 @@ pub(crate) enum Class {
     Retryable,
 }
 
+/// Maps a client error of `operation` to [`RocketError::Client`].
+pub(crate) fn client(operation: &'static str) -> impl FnOnce(ClientError) -> RocketError {
+    move |source| RocketError::Client { operation, source }
+}
+
+/// Like [`client`], but "no route to the topic" becomes [`RocketError::NoRoute`].
+pub(crate) fn routed<'a>(
+    operation: &'static str,
+    topic: &'a str,
+) -> impl FnOnce(ClientError) -> RocketError + 'a {
+    move |source| match classify(&source) {
+        Class::NoRoute => RocketError::NoRoute {
+            topic: topic.to_owned(),
+        },
+        _ => RocketError::Client { operation, source },
+    }
+}
+
 pub(crate) fn classify(error: &ClientError) -> Class {
     let text = chain_text(error).to_ascii_lowercase();
     // "CODE: 17 DESC: No topic route info in name server for the topic: …" (TOPIC_NOT_EXIST).

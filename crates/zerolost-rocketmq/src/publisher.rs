@@ -9,7 +9,7 @@ use rocketmq_model::common::message::message_builder::MessageBuilder;
 use rocketmq_model::result::SendStatus;
 use zerolost_core::{Envelope, Error, Publisher, Receipt};
 
-use crate::error::{Class, classify};
+use crate::error::routed;
 use crate::{RocketConfig, RocketError, RocketRuntime};
 
 /// Publishes with synchronous sends: `Ok` only when the broker answered `SEND_OK` (on a
@@ -65,7 +65,7 @@ impl RocketPublisher {
             tracing::warn!(reason, "RocketMQ publisher with unsafe settings allowed");
         }
         let timeout = u32::try_from(config.send_timeout_value().as_millis()).unwrap_or(u32::MAX);
-        let mut producer = DefaultMQProducer::builder(runtime.client())
+        let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
             .producer_group(config.group().to_owned())
             .name_server_addr(config.name_server().to_owned())
             .send_msg_timeout(timeout)
@@ -79,7 +79,7 @@ impl RocketPublisher {
                 operation: "producer start",
                 source,
             })?;
-        let mut admin = DefaultMQAdminExt::new(runtime.client());
+        let mut admin = DefaultMQAdminExt::new(runtime.client_runtime());
         admin.set_namesrv_addr(config.name_server());
         Box::pin(admin.start())
             .await
@@ -162,15 +162,7 @@ impl RocketPublisher {
             u64::try_from(self.config.send_timeout_value().as_millis()).unwrap_or(u64::MAX);
         let sent = Box::pin(self.producer.send_with_timeout(message, timeout))
             .await
-            .map_err(|source| match classify(&source) {
-                Class::NoRoute => RocketError::NoRoute {
-                    topic: topic.clone(),
-                },
-                _ => RocketError::Client {
-                    operation: "send",
-                    source,
-                },
-            })?;
+            .map_err(routed("send", &topic))?;
         let Some(result) = sent else {
             return if self.config.forgets() {
                 Ok(Receipt {

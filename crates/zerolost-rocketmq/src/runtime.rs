@@ -87,10 +87,6 @@ impl RocketRuntime {
             .map_err(RocketError::Runtime)
     }
 
-    pub(crate) fn client(&self) -> Arc<ClientRuntime> {
-        self.client.clone()
-    }
-
     /// The client runtime, for the application's own RocketMQ producers and consumers
     /// (the same lanes and threads as zerolost's).
     pub fn client_runtime(&self) -> Arc<ClientRuntime> {

@@ -1,5 +1,7 @@
 //! The push consumer: a message counts as consumed only after the pipeline acked it.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use rocketmq_client_rust::{
     ClientResult, ConsumeConcurrentlyContext, ConsumeConcurrentlyStatus, DefaultMQPushConsumer,
@@ -10,6 +12,7 @@ use rocketmq_model::common::message::message_ext::MessageExt;
 use tokio::sync::{mpsc, oneshot};
 use zerolost_core::{Acknowledger, Delivery, Error, Incoming, Subscriber};
 
+use crate::error::client;
 use crate::{RocketConfig, RocketError, RocketRuntime};
 
 /// What the pipeline decided about one message.
@@ -69,17 +72,18 @@ impl MessageListenerConcurrently for Listener {
     }
 }
 
-/// Settles one delivery by answering its listener.
+/// Settles one delivery by answering its listener (the topic is shared, not copied, per
+/// delivery).
 struct RocketAcker {
     verdict: oneshot::Sender<Verdict>,
-    topic: String,
+    topic: Arc<str>,
 }
 
 impl RocketAcker {
     fn answer(self, verdict: Verdict) -> Result<(), Error> {
         self.verdict.send(verdict).map_err(|_| {
             Error::from(RocketError::GivenBack {
-                topic: self.topic.clone(),
+                topic: self.topic.to_string(),
             })
         })
     }
@@ -128,7 +132,7 @@ impl Acknowledger for RocketAcker {
 pub struct RocketSubscriber {
     consumer: Option<DefaultMQPushConsumer>,
     deliveries: mpsc::Receiver<Handed>,
-    topic: String,
+    topic: Arc<str>,
 }
 
 impl std::fmt::Debug for RocketSubscriber {
@@ -151,7 +155,7 @@ impl RocketSubscriber {
         config.validate()?;
         crate::topology::check_route(runtime, config, topic).await?;
         let threads = config.consume_threads_value();
-        let mut consumer = DefaultMQPushConsumer::builder(runtime.client())
+        let mut consumer = DefaultMQPushConsumer::builder(runtime.client_runtime())
             .consumer_group(group.to_owned())
             .name_server_addr(config.name_server().to_owned())
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
@@ -160,7 +164,6 @@ impl RocketSubscriber {
             .consume_message_batch_max_size(config.consume_batch_value())
             .max_reconsume_times(config.max_reconsume_times_value())
             .build();
-        let client = |operation| move |source| RocketError::Client { operation, source };
         // The client's futures are deep types: boxed, so callers' futures stay small.
         Box::pin(consumer.subscribe(topic.to_owned(), "*"))
             .await
@@ -173,7 +176,7 @@ impl RocketSubscriber {
         Ok(Self {
             consumer: Some(consumer),
             deliveries: receiver,
-            topic: topic.to_owned(),
+            topic: topic.into(),
         })
     }
 

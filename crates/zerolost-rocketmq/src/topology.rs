@@ -7,8 +7,10 @@ use std::time::Duration;
 use rocketmq_client_rust::DefaultMQPullConsumer;
 use rocketmq_client_rust::{DefaultMQAdminExt, PullStatus, RouteAdmin, TopicAdmin};
 use rocketmq_model::topic::TopicConfig;
+use rocketmq_protocol::protocol::route::topic_route_data::TopicRouteData;
 use zerolost_core::Incoming;
 
+use crate::error::{client, routed};
 use crate::{RocketConfig, RocketError, RocketRuntime};
 
 /// Where zerolost dead-letters the messages of `topic`: `<topic>-dlq` (RocketMQ topic names
@@ -50,19 +52,13 @@ impl TopicSpec {
     }
 }
 
-fn client(
-    operation: &'static str,
-) -> impl FnOnce(rocketmq_client_rust::ClientError) -> RocketError {
-    move |source| RocketError::Client { operation, source }
-}
-
 /// An admin client for the duration of `work`.
-async fn with_admin<T>(
+pub(crate) async fn with_admin<T>(
     runtime: &RocketRuntime,
     config: &RocketConfig,
     work: impl AsyncFnOnce(&DefaultMQAdminExt) -> Result<T, RocketError>,
 ) -> Result<T, RocketError> {
-    let mut admin = DefaultMQAdminExt::new(runtime.client());
+    let mut admin = DefaultMQAdminExt::new(runtime.client_runtime());
     admin.set_namesrv_addr(config.name_server());
     // The client's futures are deep types: boxed, so callers' futures stay small.
     Box::pin(admin.start())
@@ -142,37 +138,33 @@ pub(crate) async fn check_route(
     topic: &str,
 ) -> Result<(), RocketError> {
     with_admin(runtime, config, async |admin| {
-        match Box::pin(admin.examine_topic_route_info(topic.into())).await {
-            Ok(Some(route)) if !route.queue_datas.is_empty() => Ok(()),
-            Ok(_) => Err(RocketError::NoRoute {
-                topic: topic.to_owned(),
-            }),
-            Err(source) => Err(match crate::error::classify(&source) {
-                crate::error::Class::NoRoute => RocketError::NoRoute {
-                    topic: topic.to_owned(),
-                },
-                _ => RocketError::Client {
-                    operation: "read the topic's route",
-                    source,
-                },
-            }),
-        }
+        route(admin, topic).await.map(drop)
     })
     .await
+}
+
+/// The name server's route to `topic`: [`RocketError::NoRoute`] when it has none, or one
+/// without queues.
+pub(crate) async fn route(
+    admin: &DefaultMQAdminExt,
+    topic: &str,
+) -> Result<TopicRouteData, RocketError> {
+    Box::pin(admin.examine_topic_route_info(topic.into()))
+        .await
+        .map_err(routed("read the topic's route", topic))?
+        .filter(|route| !route.queue_datas.is_empty())
+        .ok_or_else(|| RocketError::NoRoute {
+            topic: topic.to_owned(),
+        })
 }
 
 /// Waits (up to 10 s) until the name server has a route to `topic`.
 async fn wait_for_route(admin: &DefaultMQAdminExt, topic: &str) -> Result<(), RocketError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let route = Box::pin(admin.examine_topic_route_info(topic.into())).await;
-        if matches!(&route, Ok(Some(route)) if !route.queue_datas.is_empty()) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(RocketError::NoRoute {
-                topic: topic.to_owned(),
-            });
+        let found = route(admin, topic).await;
+        if found.is_ok() || tokio::time::Instant::now() >= deadline {
+            return found.map(drop);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -219,7 +211,7 @@ async fn reader(runtime: &RocketRuntime, config: &RocketConfig) -> Result<Reader
     if let Some(reader) = cached(&READERS.lock().unwrap_or_else(PoisonError::into_inner)) {
         return Ok(reader);
     }
-    let reader = DefaultMQPullConsumer::builder(runtime.client())
+    let reader = DefaultMQPullConsumer::builder(runtime.client_runtime())
         .consumer_group(format!("zerolost_reader_{}", std::process::id()))
         .name_server_addr(config.name_server().to_owned())
         .build()
@@ -244,15 +236,7 @@ async fn read_topic(
 ) -> Result<Vec<Incoming>, RocketError> {
     let queues = Box::pin(reader.fetch_subscribe_message_queues(topic))
         .await
-        .map_err(|source| match crate::error::classify(&source) {
-            crate::error::Class::NoRoute => RocketError::NoRoute {
-                topic: topic.to_owned(),
-            },
-            _ => RocketError::Client {
-                operation: "read a topic's queues",
-                source,
-            },
-        })?;
+        .map_err(routed("read a topic's queues", topic))?;
     let mut messages = Vec::new();
     for queue in &queues {
         let end = Box::pin(reader.max_offset(queue))

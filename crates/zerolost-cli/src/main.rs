@@ -1,12 +1,14 @@
-//! `zerolost`: run the pipeline end to end (`demo`), and, in later releases, operate it
-//! (relay, doctor, dlq, reconcile, bench, chaos).
+//! `zerolost`: run the pipeline end to end (`demo`) and operate it (`relay`, `doctor`,
+//! `outbox`, `bench`).
 
 mod bench;
 mod bench_broker;
 mod bench_kafka;
 mod bench_rabbitmq;
 mod bench_rocketmq;
+mod config;
 mod demo;
+mod ops;
 mod stores;
 
 use std::process::ExitCode;
@@ -29,16 +31,31 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Measure the store cycle: SQL outbox enqueue and relay rows/s, Redis dedupe ops/s.
     Bench(bench::BenchArgs),
+    /// Run the outbox relay as a daemon (SIGTERM/SIGINT: graceful; /metrics, /healthz).
+    Relay(ops::relay::RelayArgs),
+    /// Check every configured store and broker: reachable, migrated, durable, settings safe
+    /// (exit 1 on any unsafe finding).
+    Doctor(ops::doctor::DoctorArgs),
+    /// Outbox rows: `stats`, `park list`, `unpark`.
+    Outbox(ops::outbox::OutboxArgs),
+    /// Reconcile the outbox with the consumers' ledger by id (exit 1 when anything is
+    /// missing); `--repair` re-sends the missing.
+    Reconcile(ops::reconcile::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // lapin logs every dropped connection at ERROR (zerolost reports and retries them
+    // itself) and a returned message with its payload at WARN: off by default. The daemon
+    // logs its own life at INFO.
+    let default_filter = match cli.command {
+        Command::Relay(_) => "info,lapin=off,rocketmq=warn",
+        _ => "error,lapin=off",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ZEROLOST_LOG")
-                // lapin logs every dropped connection at ERROR (zerolost reports and retries
-                // them itself) and a returned message with its payload at WARN: off by default.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,lapin=off")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -55,6 +72,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Relay(args) => runtime.block_on(ops::relay::run(args)),
+        Command::Doctor(args) => runtime.block_on(ops::doctor::run(args)),
+        Command::Outbox(args) => runtime.block_on(ops::outbox::run(args)),
+        Command::Reconcile(args) => runtime.block_on(ops::reconcile::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -69,6 +69,19 @@ impl Envelope {
         self
     }
 
+    /// Sets the W3C `traceparent` header, so the consumer's span joins the producer's trace
+    /// (see [`trace`](crate::trace)).
+    pub fn with_trace_parent(self, parent: &crate::trace::TraceParent) -> Self {
+        self.with_header(crate::trace::TRACEPARENT_HEADER, parent.to_string())
+    }
+
+    /// The `traceparent` this message carries, if a valid one.
+    pub fn trace_parent(&self) -> Option<crate::trace::TraceParent> {
+        self.headers
+            .get(crate::trace::TRACEPARENT_HEADER)
+            .and_then(|v| crate::trace::TraceParent::parse(v))
+    }
+
     /// The headers as they go on the wire: the application's plus [`MESSAGE_ID_HEADER`].
     pub fn wire_headers(&self) -> BTreeMap<String, String> {
         let mut headers = self.headers.clone();

@@ -22,6 +22,8 @@ mod outbox;
 mod pipeline;
 mod publish;
 mod subscribe;
+pub mod telemetry;
+pub mod trace;
 
 #[cfg(feature = "memory")]
 pub mod memory;
@@ -47,6 +49,7 @@ pub use pipeline::{
 };
 pub use publish::{Publisher, Receipt};
 pub use subscribe::{Acknowledger, Delivery, Subscriber};
+pub use trace::TRACEPARENT_HEADER;
 
 /// Re-exported so callers can stop a [`Relay`] or [`Consumer`] without naming tokio-util.
 pub use tokio_util::sync::CancellationToken;

@@ -104,7 +104,14 @@ pub trait OutboxStore: Send + Sync {
         let mut counts = OutboxCounts::default();
         for entry in &snapshot.entries {
             match entry.status {
-                OutboxStatus::Pending => counts.pending += 1,
+                OutboxStatus::Pending => {
+                    counts.pending += 1;
+                    counts.oldest_pending = Some(
+                        counts
+                            .oldest_pending
+                            .map_or(entry.created_at, |t| t.min(entry.created_at)),
+                    );
+                }
                 OutboxStatus::Published => counts.published += 1,
                 OutboxStatus::Parked => counts.parked += 1,
             }
@@ -125,6 +132,9 @@ pub struct OutboxCounts {
     pub parked: usize,
     /// Pending rows under a live lease.
     pub leased: usize,
+    /// When the oldest pending row was enqueued (`None` when nothing is pending): its age
+    /// is the alert that the relay is stuck or the broker refuses.
+    pub oldest_pending: Option<DateTime<Utc>>,
 }
 
 #[async_trait]

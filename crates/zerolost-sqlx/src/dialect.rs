@@ -291,7 +291,8 @@ impl Statements {
             )),
             duplicates_total,
             counts: format!(
-                "SELECT status, COUNT(*) AS n, COUNT(CASE WHEN lease_expires_at > {now} THEN 1 END) AS leased \
+                "SELECT status, COUNT(*) AS n, COUNT(CASE WHEN lease_expires_at > {now} THEN 1 END) AS leased, \
+                 MIN(created_at) AS oldest \
                  FROM {o} GROUP BY status"
             ),
             purge_outbox,

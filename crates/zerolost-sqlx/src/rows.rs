@@ -177,15 +177,16 @@ pub(crate) fn failure_record(
     })
 }
 
-/// Outbox counts from `(status, rows, leased rows)` groups.
-pub(crate) fn counts(rows: &[(i16, i64, i64)]) -> zerolost_core::OutboxCounts {
+/// Outbox counts from `(status, rows, leased rows, oldest created_at)` groups.
+pub(crate) fn counts(rows: &[(i16, i64, i64, Option<i64>)]) -> zerolost_core::OutboxCounts {
     let mut counts = zerolost_core::OutboxCounts::default();
-    for &(status, n, leased) in rows {
+    for &(status, n, leased, oldest) in rows {
         let n = usize::try_from(n).unwrap_or(0);
         match status {
             PENDING => {
                 counts.pending += n;
                 counts.leased += usize::try_from(leased).unwrap_or(0);
+                counts.oldest_pending = oldest.map(time);
             }
             PUBLISHED => counts.published += n,
             PARKED => counts.parked += n,

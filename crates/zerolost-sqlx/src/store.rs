@@ -116,10 +116,10 @@ pub fn begin_error(error: sqlx::Error) -> zerolost_core::Error {
     .into()
 }
 
-/// The per-status row counts of an outbox: `(status, rows, leased rows)`.
+/// The per-status row counts of an outbox: `(status, rows, leased rows, oldest created_at)`.
 #[async_trait::async_trait]
 pub(crate) trait CountRows {
-    async fn count_rows(&self) -> Result<Vec<(i16, i64, i64)>, sqlx::Error>;
+    async fn count_rows(&self) -> Result<Vec<(i16, i64, i64, Option<i64>)>, sqlx::Error>;
 }
 
 /// Implements the stores for one database. The invoking module provides the database's
@@ -185,6 +185,39 @@ macro_rules! sql_backend {
                     .run(&self.pool)
                     .await
                     .map_err(|e| zerolost_core::Error::from($crate::SqlError::Migrate(e)))
+            }
+
+            /// The migration versions not yet applied to this database (empty when the
+            /// tables are current): what `zerolost doctor` reports. A missing history
+            /// table means none is applied.
+            pub async fn pending_migrations(&self) -> Result<Vec<i64>, zerolost_core::Error> {
+                use sqlx::Row;
+                let tables = &self.sql.tables;
+                let q = $dialect.quote();
+                let history = tables.qualified(&tables.migrations_name(), q);
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("reachability check"))?;
+                let applied: Vec<i64> = match sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT version FROM {history} WHERE success"
+                )))
+                .fetch_all(&self.pool)
+                .await
+                {
+                    Ok(rows) => rows
+                        .iter()
+                        .filter_map(|row| row.try_get::<i64, _>("version").ok())
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                Ok(self
+                    .sql
+                    .migrations()
+                    .into_iter()
+                    .map(|(version, _, _)| version)
+                    .filter(|version| !applied.contains(version))
+                    .collect())
             }
 
             /// Drops zerolost's tables (outbox, inbox, migration history, PostgreSQL's lease
@@ -475,14 +508,19 @@ macro_rules! sql_backend {
 
         #[async_trait::async_trait]
         impl $crate::store::CountRows for $crate::SqlOutbox<$db> {
-            async fn count_rows(&self) -> Result<Vec<(i16, i64, i64)>, sqlx::Error> {
+            async fn count_rows(&self) -> Result<Vec<(i16, i64, i64, Option<i64>)>, sqlx::Error> {
                 use sqlx::Row;
                 let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.counts.as_str()))
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter()
                     .map(|row| {
-                        Ok((row.try_get("status")?, row.try_get("n")?, row.try_get("leased")?))
+                        Ok((
+                            row.try_get("status")?,
+                            row.try_get("n")?,
+                            row.try_get("leased")?,
+                            row.try_get("oldest")?,
+                        ))
                     })
                     .collect()
             }

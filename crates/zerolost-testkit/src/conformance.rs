@@ -960,7 +960,8 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
             pending: 1,
             published: 1,
             parked: 1,
-            leased: 1
+            leased: 1,
+            oldest_pending: Some(by_id[&flapping.envelope.id].created_at),
         },
         "counts agree with the snapshot"
     );

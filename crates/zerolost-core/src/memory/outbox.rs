@@ -277,11 +277,22 @@ impl OutboxStore for MemoryOutbox {
 
     async fn counts(&self) -> Result<crate::OutboxCounts, Error> {
         let (pending, published, parked) = MemoryOutbox::counts(self);
+        let oldest_pending = if pending == 0 {
+            None
+        } else {
+            lock(&self.state)
+                .rows
+                .values()
+                .filter(|row| row.status == OutboxStatus::Pending)
+                .map(|row| row.created_at)
+                .min()
+        };
         Ok(crate::OutboxCounts {
             pending,
             published,
             parked,
             leased: self.leased_now(),
+            oldest_pending,
         })
     }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::retry::{Stopped, after_grace, retry_until, sleep_or_stop};
 use crate::{
@@ -291,17 +291,35 @@ impl Consumer {
 
     /// Processes one delivery to its end and settles it with the broker.
     pub async fn process(&self, delivery: Delivery, shutdown: &CancellationToken) -> Disposition {
-        let disposition = self.settle(delivery, shutdown).await;
+        let started = std::time::Instant::now();
+        let span = info_span!(
+            "zerolost.consume",
+            destination = %delivery.message.destination,
+            id = ?delivery.message.headers.get(crate::MESSAGE_ID_HEADER),
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
+        );
+        if let Some(parent) = delivery
+            .message
+            .headers
+            .get(crate::TRACEPARENT_HEADER)
+            .and_then(|v| crate::trace::TraceParent::parse(v))
+        {
+            span.record("trace_id", parent.trace_id_hex());
+            span.record("parent_span_id", parent.parent_id_hex());
+        }
+        let disposition = self.settle(delivery, shutdown).instrument(span).await;
         let c = &self.inner.counters;
-        let counter = match disposition {
-            Disposition::Processed => &c.processed,
-            Disposition::Duplicate => &c.duplicates,
-            Disposition::Deferred => &c.deferred,
-            Disposition::Retried => &c.retried,
-            Disposition::DeadLettered => &c.dead_lettered,
-            Disposition::Abandoned => &c.abandoned,
+        let (counter, outcome) = match disposition {
+            Disposition::Processed => (&c.processed, "processed"),
+            Disposition::Duplicate => (&c.duplicates, "duplicate"),
+            Disposition::Deferred => (&c.deferred, "deferred"),
+            Disposition::Retried => (&c.retried, "retried"),
+            Disposition::DeadLettered => (&c.dead_lettered, "dead_lettered"),
+            Disposition::Abandoned => (&c.abandoned, "abandoned"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::consumer_settled(outcome, started.elapsed());
         disposition
     }
 
@@ -449,6 +467,7 @@ impl Consumer {
                     .counters
                     .store_errors
                     .fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::consumer_store_error();
                 warn!(id = %envelope.id, error = %e, "dead-letter publish failed; retrying");
             },
             || self.inner.dead_letters.dead_letter(envelope, failure),
@@ -515,6 +534,7 @@ impl Consumer {
             shutdown,
             |e| {
                 inner.counters.store_errors.fetch_add(1, Ordering::Relaxed);
+                crate::telemetry::consumer_store_error();
                 if inner.store_up.send_replace(false) {
                     warn!(error = %e, "dedupe store unavailable: consumer holds (fails closed) until it is back");
                 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use super::retry::{Stopped, retry_until, sleep_or_stop};
-use crate::{Backoff, Envelope, Error, Lease, OutboxStore, Publisher};
+use crate::{Backoff, Envelope, Error, Lease, OutboxStore, Publisher, telemetry};
 
 /// How the relay works.
 #[derive(Debug, Clone)]
@@ -166,7 +166,11 @@ impl Relay {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<RelayTotals, Error> {
         let mut store_failures = 0u32;
         while !shutdown.is_cancelled() {
-            match self.round(&shutdown).await {
+            match self
+                .round(&shutdown)
+                .instrument(info_span!("zerolost.relay.round"))
+                .await
+            {
                 Ok(round) => {
                     store_failures = 0;
                     if round.leased == 0 && sleep_or_stop(self.config.idle_poll, &shutdown).await {
@@ -174,6 +178,7 @@ impl Relay {
                     }
                 }
                 Err(e) if e.is_retryable() => {
+                    telemetry::relay_store_error();
                     warn!(error = %e, "outbox unavailable; the relay retries");
                     let delay = self.config.store_backoff.delay(store_failures);
                     store_failures = store_failures.saturating_add(1);
@@ -210,7 +215,9 @@ impl Relay {
             return Ok(round);
         }
 
+        let started = std::time::Instant::now();
         let mut results = self.publisher.publish_batch(&envelopes).await;
+        telemetry::confirm_latency(started.elapsed());
         if results.len() != envelopes.len() {
             warn!(
                 expected = envelopes.len(),
@@ -264,6 +271,12 @@ impl Relay {
             round.lost_leases += confirmed.len() - marked.min(confirmed.len());
         }
 
+        telemetry::relay_round(
+            round.published,
+            round.rescheduled,
+            round.parked,
+            round.lost_leases,
+        );
         let c = &self.counters;
         c.published
             .fetch_add(round.published as u64, Ordering::Relaxed);
@@ -292,7 +305,10 @@ impl Relay {
         let result = retry_until(
             &self.config.store_backoff,
             &budget,
-            |e| warn!(error = %e, "outbox write failed; retrying"),
+            |e| {
+                telemetry::relay_store_error();
+                warn!(error = %e, "outbox write failed; retrying");
+            },
             op,
         )
         .await;

@@ -1,0 +1,221 @@
+//! Opens what a config names: the outbox database and the relay's publisher.
+
+use std::sync::Arc;
+
+use zerolost_core::{ConsumerLedger, Error, OutboxStore, Publisher};
+use zerolost_sqlx::{MySqlStore, PgStore, SqliteStore, Tables};
+
+use crate::config::{BrokerKind, Config, InboxSection, OutboxSection, SecretUrl};
+
+/// The outbox database, whichever SQL engine the URL names.
+pub enum OutboxDb {
+    /// `sqlite://…`
+    Sqlite(SqliteStore),
+    /// `postgres://…` / `postgresql://…`
+    Postgres(PgStore),
+    /// `mysql://…` / `mariadb://…`
+    MySql(MySqlStore),
+}
+
+impl OutboxDb {
+    /// Connects to the `[outbox]` database (no migration).
+    pub async fn connect(section: &OutboxSection) -> Result<Self, Error> {
+        Self::open(
+            "outbox",
+            &section.url,
+            section.table_prefix.as_deref(),
+            section.schema.as_deref(),
+        )
+        .await
+    }
+
+    /// Connects to the `[inbox]` database.
+    pub async fn connect_inbox(section: &InboxSection) -> Result<Self, Error> {
+        Self::open(
+            "inbox",
+            &section.url,
+            section.table_prefix.as_deref(),
+            section.schema.as_deref(),
+        )
+        .await
+    }
+
+    async fn open(
+        key: &str,
+        url: &SecretUrl,
+        prefix: Option<&str>,
+        schema: Option<&str>,
+    ) -> Result<Self, Error> {
+        let mut tables = Tables::default();
+        if let Some(prefix) = prefix {
+            tables = tables
+                .with_prefix(prefix)
+                .map_err(|e| Error::Config(format!("{key}.table_prefix: {e}")))?;
+        }
+        if let Some(schema) = schema {
+            tables = tables
+                .in_schema(schema)
+                .map_err(|e| Error::Config(format!("{key}.schema: {e}")))?;
+        }
+        let shown = url;
+        let url = url.expose();
+        let scheme = url.split("://").next().unwrap_or_default();
+        Ok(match scheme {
+            "sqlite" => Self::Sqlite(SqliteStore::connect(url, tables).await?),
+            "postgres" | "postgresql" => Self::Postgres(PgStore::connect(url, tables).await?),
+            "mysql" | "mariadb" => {
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                Self::MySql(MySqlStore::connect(&url, tables).await?)
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "{key}.url: {shown} is not a sqlite://, postgres:// or mysql:// URL"
+                )));
+            }
+        })
+    }
+
+    /// Creates or upgrades the tables.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        match self {
+            Self::Sqlite(s) => s.migrate().await,
+            Self::Postgres(s) => s.migrate().await,
+            Self::MySql(s) => s.migrate().await,
+        }
+    }
+
+    /// Migration versions not applied yet.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, Error> {
+        match self {
+            Self::Sqlite(s) => s.pending_migrations().await,
+            Self::Postgres(s) => s.pending_migrations().await,
+            Self::MySql(s) => s.pending_migrations().await,
+        }
+    }
+
+    /// The outbox as the relay and reconciler use it.
+    pub fn outbox(&self) -> Arc<dyn OutboxStore> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.outbox()),
+            Self::Postgres(s) => Arc::new(s.outbox()),
+            Self::MySql(s) => Arc::new(s.outbox()),
+        }
+    }
+
+    /// The inbox as the reconciler reads it.
+    pub fn ledger(&self) -> Arc<dyn ConsumerLedger> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.inbox()),
+            Self::Postgres(s) => Arc::new(s.inbox()),
+            Self::MySql(s) => Arc::new(s.inbox()),
+        }
+    }
+
+    /// The engine's name, for messages.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+            Self::MySql(_) => "mysql",
+        }
+    }
+}
+
+/// The publisher of the `broker` the config names (confirmed publish, safety rules applied).
+pub async fn publisher(config: &Config) -> Result<Arc<dyn Publisher>, Error> {
+    let broker = config.broker.ok_or_else(|| {
+        Error::Config(
+            "broker: say which broker the relay publishes to (\"kafka\", \"rabbitmq\" or \"rocketmq\")"
+                .into(),
+        )
+    })?;
+    Ok(match broker {
+        BrokerKind::Kafka => Arc::new(zerolost_kafka::KafkaPublisher::new(&kafka_config(config)?)?),
+        BrokerKind::Rabbitmq => Arc::new(zerolost_rabbitmq::RabbitPublisher::new(&rabbit_config(
+            config,
+        )?)?),
+        BrokerKind::Rocketmq => {
+            let runtime = zerolost_rocketmq::RocketRuntime::shared()?;
+            Arc::new(
+                zerolost_rocketmq::RocketPublisher::start(&runtime, &rocket_config(config)?)
+                    .await?,
+            )
+        }
+    })
+}
+
+fn missing(section: &str) -> Error {
+    Error::Config(format!("this command needs a [{section}] section"))
+}
+
+/// The `[kafka]` section as client settings.
+pub fn kafka_config(config: &Config) -> Result<zerolost_kafka::KafkaConfig, Error> {
+    let section = config.kafka.as_ref().ok_or_else(|| missing("kafka"))?;
+    let mut kafka = zerolost_kafka::KafkaConfig::new(&section.brokers);
+    for (key, value) in &section.client {
+        kafka = kafka.set(key, value);
+    }
+    for key in &section.allow_unsafe {
+        kafka = kafka.allow_unsafe(key);
+    }
+    if let Some(timeout) = section.delivery_timeout {
+        kafka = kafka.delivery_timeout(timeout);
+    }
+    kafka
+        .producer_config()
+        .map_err(|e| Error::Config(format!("kafka.client: {e}")))?;
+    Ok(kafka)
+}
+
+/// The `[rabbitmq]` section as client settings.
+pub fn rabbit_config(config: &Config) -> Result<zerolost_rabbitmq::RabbitConfig, Error> {
+    let section = config
+        .rabbitmq
+        .as_ref()
+        .ok_or_else(|| missing("rabbitmq"))?;
+    let mut rabbit = zerolost_rabbitmq::RabbitConfig::new(section.url.expose());
+    if let Some(timeout) = section.confirm_timeout {
+        rabbit = rabbit.confirm_timeout(timeout);
+    }
+    rabbit
+        .validate()
+        .map_err(|e| Error::Config(format!("rabbitmq: {e}")))?;
+    Ok(rabbit)
+}
+
+/// The `[rocketmq]` section as client settings.
+pub fn rocket_config(config: &Config) -> Result<zerolost_rocketmq::RocketConfig, Error> {
+    let section = config
+        .rocketmq
+        .as_ref()
+        .ok_or_else(|| missing("rocketmq"))?;
+    let mut rocket = zerolost_rocketmq::RocketConfig::new(&section.name_server);
+    if let Some(group) = &section.producer_group {
+        rocket = rocket.producer_group(group);
+    }
+    if let Some(sends) = section.sends_in_flight {
+        rocket = rocket.sends_in_flight(sends);
+    }
+    if let Some(timeout) = section.send_timeout {
+        rocket = rocket.send_timeout(timeout);
+    }
+    rocket
+        .validate()
+        .map_err(|e| Error::Config(format!("rocketmq: {e}")))?;
+    Ok(rocket)
+}
+
+/// The consumers' ledger: `[inbox]`, else `[redis]`.
+pub async fn ledger(config: &Config) -> Result<Arc<dyn ConsumerLedger>, Error> {
+    if let Some(inbox) = &config.inbox {
+        return Ok(OutboxDb::connect_inbox(inbox).await?.ledger());
+    }
+    if let Some(redis) = &config.redis {
+        return Ok(Arc::new(
+            zerolost_redis::RedisDedupe::connect(redis.url.expose()).await?,
+        ));
+    }
+    Err(Error::Config(
+        "reconcile needs the consumers' ledger: an [inbox] section (SQL inbox) or [redis]".into(),
+    ))
+}

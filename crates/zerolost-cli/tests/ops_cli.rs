@@ -1,0 +1,623 @@
+//! The operator commands as an operator runs them: `relay` (daemon, SIGTERM), `doctor`,
+//! `outbox stats | park list | unpark`, and the config file's errors and redaction.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use zerolost_core::{Envelope, MessageId, OutboxStore};
+use zerolost_rabbitmq::testkit::{RabbitBackend, test_management_url, test_url};
+use zerolost_rabbitmq::{QueueSpec, declare_destination, queue_contents};
+use zerolost_sqlx::{SqliteStore, Tables};
+
+/// A fresh working directory for one test.
+fn workdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("zerolost-ops-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn zerolost(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zerolost"));
+    command.current_dir(dir);
+    command
+}
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = zerolost(dir).args(args).output().expect("run zerolost");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+async fn sqlite(dir: &Path) -> SqliteStore {
+    let url = format!("sqlite://{}", dir.join("outbox.sqlite").display());
+    let store = SqliteStore::connect(&url, Tables::default())
+        .await
+        .expect("sqlite");
+    store.migrate().await.expect("migrate");
+    store
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` on the daemon: `(status code, body)`, or `None` while it does not listen.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((code, body))
+}
+
+/// The value of a metric line `name value` in a Prometheus text page.
+fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
+    let status = wait_for("the relay to exit", limit, || {
+        child.try_wait().ok().flatten()
+    });
+    status.code().unwrap_or(-1)
+}
+
+fn rabbit_config_text(dir: &Path, destination: &str, port: u16) -> String {
+    format!(
+        "broker = \"rabbitmq\"\ndestinations = [\"{destination}\"]\n\
+         [outbox]\nurl = \"sqlite://{}\"\n\
+         [relay]\nbatch_size = 20\nstats_interval = \"200ms\"\n\
+         [http]\nlisten = \"127.0.0.1:{port}\"\n\
+         [rabbitmq]\nurl = \"{}\"\nmanagement_url = \"{}\"\nvhost = \"zerolost\"\n",
+        dir.join("outbox.sqlite").display(),
+        test_url(),
+        test_management_url()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_daemon_serves_metrics_and_sigterm_leaves_no_lease() {
+    let Some(backend) = RabbitBackend::local().await else {
+        return;
+    };
+    const N: usize = 20_000;
+    let dir = workdir("relay");
+    let destination = RabbitBackend::fresh_name("cli-relay");
+    declare_destination(&backend.config, &destination, QueueSpec::default())
+        .await
+        .expect("declare");
+    let store = sqlite(&dir).await;
+    let envelopes: Vec<Envelope> = (0..N)
+        .map(|i| Envelope::new(&destination, format!("order {i}")))
+        .collect();
+    for chunk in envelopes.chunks(5_000) {
+        store.outbox().enqueue_now(chunk).await.expect("enqueue");
+    }
+    let port = free_port();
+    std::fs::write(
+        dir.join("zerolost.toml"),
+        rabbit_config_text(&dir, &destination, port),
+    )
+    .expect("config");
+
+    let mut relay = zerolost(&dir)
+        .args(["relay", "--config", "zerolost.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the relay");
+    // Running: /healthz answers 200 and /metrics counts published rows.
+    wait_for("/healthz 200", Duration::from_secs(30), || {
+        http_get(port, "/healthz").filter(|(code, _)| *code == 200)
+    });
+    let published = wait_for("published > 0", Duration::from_secs(60), || {
+        let (_, page) = http_get(port, "/metrics")?;
+        metric(&page, "zerolost_relay_published_total").filter(|n| *n >= 200.0)
+    });
+    let (_, page) = http_get(port, "/metrics").expect("metrics");
+    for name in [
+        "zerolost_publish_confirm_seconds_bucket",
+        "zerolost_outbox_rows{status=\"pending\"}",
+        "zerolost_outbox_oldest_pending_seconds",
+    ] {
+        assert!(page.contains(name), "{name} missing from /metrics:\n{page}");
+    }
+    terminate(&relay);
+    assert_eq!(
+        wait_exit(&mut relay, Duration::from_secs(30)),
+        0,
+        "exit 0 on SIGTERM"
+    );
+    let mut log = String::new();
+    relay
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(log.contains("SIGTERM"), "{log}");
+
+    let counts = store.outbox().counts().await.expect("counts");
+    assert_eq!(counts.leased, 0, "no row is left leased: {counts:?}");
+    assert_eq!(counts.parked, 0, "{counts:?}");
+    assert_eq!(counts.pending + counts.published, N);
+    assert!(counts.published as f64 >= published, "{counts:?}");
+    assert!(counts.pending > 0, "stopped before the end: {counts:?}");
+
+    // A second run publishes the rest; every id is in the queue exactly once.
+    let mut relay = zerolost(&dir)
+        .args(["relay", "--config", "zerolost.toml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart the relay");
+    let outbox = store.outbox();
+    let start = Instant::now();
+    while outbox.counts().await.expect("counts").published < N {
+        assert!(start.elapsed() < Duration::from_secs(120), "relay too slow");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    terminate(&relay);
+    assert_eq!(wait_exit(&mut relay, Duration::from_secs(30)), 0);
+    let stored = zerolost_testkit::ids_of(
+        queue_contents(&backend.config, &destination)
+            .await
+            .expect("queue contents"),
+    );
+    assert_eq!(stored.len(), N, "every id stored");
+    assert!(stored.values().all(|n| *n == 1), "no id stored twice");
+    let sent: std::collections::HashSet<MessageId> = envelopes.iter().map(|e| e.id).collect();
+    assert!(stored.keys().all(|id| sent.contains(id)));
+}
+
+/// Declares a classic, non-durable queue `name` (what doctor must flag).
+async fn classic_queue(name: &str) {
+    use lapin::options::QueueDeclareOptions;
+    let connection =
+        lapin::Connection::connect(&test_url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("declare classic queue");
+    connection.close(200, "done".into()).await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_flags_a_classic_queue_and_a_one_replica_topic_with_fixes() {
+    let Some(_rabbit) = RabbitBackend::local().await else {
+        return;
+    };
+    let Some(kafka) = zerolost_kafka::testkit::KafkaBackend::single_node().await else {
+        return;
+    };
+    let dir = workdir("doctor");
+    let queue = RabbitBackend::fresh_name("cli-classic");
+    classic_queue(&queue).await;
+    let good = RabbitBackend::fresh_name("cli-quorum");
+    declare_destination(
+        &zerolost_rabbitmq::testkit::test_config(),
+        &good,
+        QueueSpec::default(),
+    )
+    .await
+    .expect("declare");
+    let topic = zerolost_kafka::testkit::KafkaBackend::fresh_topic("cli-doctor");
+    kafka.create(&topic).await.expect("topic");
+    let port = free_port();
+    let mut text = rabbit_config_text(&dir, &queue, port);
+    text = text.replace(
+        &format!("destinations = [\"{queue}\"]"),
+        &format!("destinations = [\"{queue}\", \"{good}\", \"{topic}\"]"),
+    );
+    text.push_str(&format!(
+        "[kafka]\nbrokers = \"{}\"\n",
+        zerolost_kafka::testkit::single_node_config().brokers()
+    ));
+    std::fs::write(dir.join("zerolost.toml"), text).expect("config");
+    let _ = sqlite(&dir).await;
+
+    let (code, stdout, stderr) = run(&dir, &["doctor", "--json"]);
+    assert_eq!(code, 1, "unsafe findings exit 1\n{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["ok"], false);
+    let checks = report["checks"].as_array().expect("checks");
+    let unsafe_about = |target: &str, subject: &str| {
+        checks.iter().find(|c| {
+            c["status"] == "unsafe"
+                && c["target"].as_str().unwrap_or("").starts_with(target)
+                && c["check"].as_str().unwrap_or("").contains(subject)
+        })
+    };
+    let classic = unsafe_about("rabbitmq", &format!("queue {queue}: type"))
+        .unwrap_or_else(|| panic!("classic queue flagged: {stdout}"));
+    assert!(
+        classic["fix"].as_str().unwrap_or("").contains("quorum"),
+        "{classic}"
+    );
+    let replicas =
+        unsafe_about("kafka", &topic).unwrap_or_else(|| panic!("topic flagged: {stdout}"));
+    assert!(!replicas["fix"].as_str().unwrap_or("").is_empty());
+    // The declared quorum queue passes; the outbox is reachable and migrated.
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["status"] == "ok" && c["check"] == format!("{good}: durability"))
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["status"] == "ok" && c["check"] == "migrations")
+    );
+    assert!(!stdout.contains(":zerolost@"), "no password in the report");
+
+    // The table names the fix too.
+    let (code, table, _) = run(&dir, &["doctor"]);
+    assert_eq!(code, 1);
+    assert!(
+        table.contains("UNSAFE") && table.contains("fix: "),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_commands_list_parked_rows_and_unpark_them() {
+    let dir = workdir("outbox");
+    let store = sqlite(&dir).await;
+    let outbox = store.outbox();
+    let rows: Vec<Envelope> = (0..3)
+        .map(|i| Envelope::new("orders", format!("{i}")))
+        .collect();
+    outbox.enqueue_now(&rows).await.expect("enqueue");
+    let leased = outbox
+        .lease(2, Duration::from_secs(30))
+        .await
+        .expect("lease");
+    for record in &leased {
+        assert!(
+            outbox
+                .park(&record.lease, 1, "unroutable: no queue bound")
+                .await
+                .expect("park")
+        );
+    }
+    let parked: Vec<MessageId> = leased.iter().map(|r| r.envelope.id).collect();
+    std::fs::write(
+        dir.join("zerolost.toml"),
+        format!(
+            "[outbox]\nurl = \"sqlite://{}\"\n",
+            dir.join("outbox.sqlite").display()
+        ),
+    )
+    .expect("config");
+
+    let (code, stdout, _) = run(&dir, &["outbox", "stats", "--json"]);
+    assert_eq!(code, 0);
+    let stats: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        (stats["pending"].as_u64(), stats["parked"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(stats["oldest_pending_age_s"].as_f64().is_some(), "{stats}");
+
+    let (code, stdout, _) = run(&dir, &["outbox", "park", "list", "--json"]);
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let listed: Vec<String> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|row| {
+            assert_eq!(row["last_error"], "unroutable: no queue bound");
+            row["id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    let mut expected: Vec<String> = parked.iter().map(ToString::to_string).collect();
+    expected.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, expected);
+
+    let first = parked[0].to_string();
+    let (code, stdout, _) = run(&dir, &["outbox", "unpark", "--id", &first, "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains(&first), "{stdout}");
+    assert_eq!(
+        outbox.counts().await.expect("counts").parked,
+        2,
+        "dry run changes nothing"
+    );
+
+    let unknown = MessageId::new().to_string();
+    let (code, _, stderr) = run(&dir, &["outbox", "unpark", "--id", &unknown]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains(&unknown), "{stderr}");
+
+    let (code, stdout, _) = run(&dir, &["outbox", "unpark", "--id", &first]);
+    assert_eq!(code, 0, "{stdout}");
+    let counts = outbox.counts().await.expect("counts");
+    assert_eq!((counts.pending, counts.parked), (2, 1));
+    let (code, _, _) = run(&dir, &["outbox", "unpark", "--all"]);
+    assert_eq!(code, 0);
+    let counts = outbox.counts().await.expect("counts");
+    assert_eq!((counts.pending, counts.parked), (3, 0));
+}
+
+#[test]
+fn config_errors_name_the_key_and_never_print_a_password() {
+    let dir = workdir("config");
+    std::fs::write(
+        dir.join("zerolost.toml"),
+        "[outbox]\nurl = \"postgres://app:hunter2@127.0.0.1:1/app\"\nbatch = 5\n",
+    )
+    .expect("config");
+    let (code, stdout, stderr) = run(&dir, &["outbox", "stats"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("outbox.batch") || stderr.contains("batch"),
+        "{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("hunter2"));
+
+    // An unreachable database and broker, logged at the most verbose level: the
+    // password appears nowhere.
+    std::fs::write(
+        dir.join("zerolost.toml"),
+        "broker = \"rabbitmq\"\ndestinations = [\"orders\"]\n\
+         [outbox]\nurl = \"postgres://app:hunter2@127.0.0.1:1/app\"\n\
+         [rabbitmq]\nurl = \"amqp://app:hunter2@127.0.0.1:1/%2f\"\n\
+         management_url = \"http://app:hunter2@127.0.0.1:1\"\n\
+         [redis]\nurl = \"redis://:hunter2@127.0.0.1:1\"\n",
+    )
+    .expect("config");
+    let output = zerolost(&dir)
+        .args(["doctor"])
+        .env("ZEROLOST_LOG", "trace")
+        .output()
+        .expect("doctor");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{all}");
+    assert!(all.contains("ERROR"), "{all}");
+    assert!(!all.contains("hunter2"), "a password leaked:\n{all}");
+    let output = zerolost(&dir)
+        .args(["relay"])
+        .env("ZEROLOST_LOG", "trace")
+        .env("ZEROLOST_HTTP__LISTEN", "")
+        .output()
+        .expect("relay");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(2), "{all}");
+    assert!(!all.contains("hunter2"), "a password leaked:\n{all}");
+
+    // Environment overrides take precedence and are checked like the file.
+    let output = zerolost(&dir)
+        .args(["doctor"])
+        .env("ZEROLOST_RELAY__BATCH_SIZE", "0")
+        .output()
+        .expect("doctor");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("relay.batch_size"));
+}
+
+/// Takes `n` messages off `queue` and acks them: messages lost on the broker side.
+async fn delete_from_broker(queue: &str, n: usize) -> Vec<MessageId> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let connection =
+        lapin::Connection::connect(&test_url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("connect");
+    let channel = connection.create_channel().await.expect("channel");
+    let mut deleted = Vec::new();
+    while deleted.len() < n {
+        let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        else {
+            panic!("the queue ran dry after {} messages", deleted.len());
+        };
+        let id = message
+            .properties
+            .message_id()
+            .as_ref()
+            .and_then(|id| id.as_str().parse().ok())
+            .expect("message id");
+        message
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        deleted.push(id);
+    }
+    connection.close(200, "done".into()).await.expect("close");
+    deleted
+}
+
+/// Relays every pending row of `store` to RabbitMQ and consumes `expect` messages into
+/// the store's inbox.
+async fn relay_and_consume(store: &SqliteStore, queue: &str, expect: u64) {
+    use zerolost_core::{CancellationToken, Consumer, DeadLetterPublisher, Relay, handler_fn};
+    let config = zerolost_rabbitmq::testkit::test_config();
+    let relay = Relay::new(
+        store.outbox(),
+        zerolost_rabbitmq::RabbitPublisher::new(&config).expect("publisher"),
+    );
+    while store.outbox().counts().await.expect("counts").pending > 0 {
+        relay.run_once().await.expect("relay round");
+    }
+    let consumer = Consumer::new(
+        store.inbox(),
+        handler_fn(|_envelope: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(
+            zerolost_rabbitmq::RabbitPublisher::new(&config).expect("publisher"),
+        ),
+    );
+    let stop = CancellationToken::new();
+    let subscriber = zerolost_rabbitmq::RabbitSubscriber::new(&config, queue).expect("subscriber");
+    let running = tokio::spawn({
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        async move { consumer.run(subscriber, stop).await }
+    });
+    let start = Instant::now();
+    while consumer.totals().processed < expect {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            consumer.totals()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    running.await.expect("join").expect("consumer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_messages_deleted_on_the_broker_and_repair_delivers_them() {
+    let Some(backend) = RabbitBackend::local().await else {
+        return;
+    };
+    const N: usize = 300;
+    const DELETED: usize = 40;
+    let dir = workdir("reconcile");
+    let queue = RabbitBackend::fresh_name("cli-reconcile");
+    declare_destination(&backend.config, &queue, QueueSpec::default())
+        .await
+        .expect("declare");
+    let store = sqlite(&dir).await;
+    let envelopes: Vec<Envelope> = (0..N)
+        .map(|i| Envelope::new(&queue, format!("order {i}")))
+        .collect();
+    store
+        .outbox()
+        .enqueue_now(&envelopes)
+        .await
+        .expect("enqueue");
+    std::fs::write(
+        dir.join("zerolost.toml"),
+        format!(
+            "[outbox]\nurl = \"sqlite://{0}\"\n[inbox]\nurl = \"sqlite://{0}\"\n",
+            dir.join("outbox.sqlite").display()
+        ),
+    )
+    .expect("config");
+
+    // Everything published; 40 messages vanish on the broker; the consumer gets the rest.
+    let config = zerolost_rabbitmq::testkit::test_config();
+    let relay = zerolost_core::Relay::new(
+        store.outbox(),
+        zerolost_rabbitmq::RabbitPublisher::new(&config).expect("publisher"),
+    );
+    while store.outbox().counts().await.expect("counts").pending > 0 {
+        relay.run_once().await.expect("relay round");
+    }
+    let mut deleted = delete_from_broker(&queue, DELETED).await;
+    relay_and_consume(&store, &queue, (N - DELETED) as u64).await;
+
+    // Within the grace period nothing is called lost.
+    let (code, stdout, _) = run(&dir, &["reconcile", "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let (code, stdout, stderr) = run(&dir, &["reconcile", "--grace", "0s", "--json"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(output["lost"], DELETED);
+    assert_eq!(output["report"]["processed"], N - DELETED);
+    assert_eq!(
+        output["report"]["counts"]["broker_to_consumer_gap"],
+        DELETED
+    );
+    let mut missing: Vec<String> = output["report"]["missing"]
+        .as_array()
+        .expect("missing")
+        .iter()
+        .map(|id| id.as_str().unwrap_or_default().to_owned())
+        .collect();
+    missing.sort();
+    deleted.sort();
+    let deleted: Vec<String> = deleted.iter().map(ToString::to_string).collect();
+    assert_eq!(missing, deleted, "exactly the deleted ids are missing");
+
+    // A repair limit below the loss refuses (exit 3) and changes nothing.
+    let (code, stdout, _) = run(
+        &dir,
+        &[
+            "reconcile",
+            "--grace",
+            "0s",
+            "--repair",
+            "--max-repair",
+            "10",
+        ],
+    );
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("REPAIR REFUSED"), "{stdout}");
+    assert_eq!(store.outbox().counts().await.expect("counts").pending, 0);
+
+    let (code, stdout, _) = run(&dir, &["reconcile", "--grace", "0s", "--repair"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains(&format!("repaired: {DELETED}")), "{stdout}");
+    assert_eq!(
+        store.outbox().counts().await.expect("counts").pending,
+        DELETED
+    );
+    relay_and_consume(&store, &queue, DELETED as u64).await;
+    let (code, stdout, _) = run(&dir, &["reconcile", "--grace", "0s", "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(output["lost"], 0);
+    assert_eq!(output["report"]["processed"], N);
+    let (code, stdout, _) = run(&dir, &["reconcile", "--grace", "0s"]);
+    assert_eq!(code, 0, "{stdout}");
+    // The count view sits beside the id view.
+    assert!(stdout.contains("by count (the article)"), "{stdout}");
+    assert!(stdout.contains("LOST (missing after grace)"), "{stdout}");
+}

@@ -36,6 +36,8 @@ enum Command {
     /// Check every configured store and broker: reachable, migrated, durable, settings safe
     /// (exit 1 on any unsafe finding).
     Doctor(ops::doctor::DoctorArgs),
+    /// Dead letters: `list`, `show ID`, `redrive [--id ID | --all] [--dry-run]`.
+    Dlq(ops::dlq::DlqArgs),
     /// Outbox rows: `stats`, `park list`, `unpark`.
     Outbox(ops::outbox::OutboxArgs),
     /// Reconcile the outbox with the consumers' ledger by id (exit 1 when anything is
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => runtime.block_on(ops::relay::run(args)),
         Command::Doctor(args) => runtime.block_on(ops::doctor::run(args)),
         Command::Outbox(args) => runtime.block_on(ops::outbox::run(args)),
+        Command::Dlq(args) => runtime.block_on(ops::dlq::run(args)),
         Command::Reconcile(args) => runtime.block_on(ops::reconcile::run(args)),
     };
     match result {

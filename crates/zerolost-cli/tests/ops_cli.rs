@@ -621,3 +621,161 @@ async fn reconcile_finds_messages_deleted_on_the_broker_and_repair_delivers_them
     assert!(stdout.contains("by count (the article)"), "{stdout}");
     assert!(stdout.contains("LOST (missing after grace)"), "{stdout}");
 }
+
+/// Runs a consumer on `queue` with the store's inbox until `done(totals)`.
+async fn consume_until(
+    store: &SqliteStore,
+    queue: &str,
+    handler: impl zerolost_core::Handler + 'static,
+    done: impl Fn(&zerolost_core::ConsumerTotals) -> bool,
+) {
+    use zerolost_core::{CancellationToken, Consumer, DeadLetterPublisher};
+    let config = zerolost_rabbitmq::testkit::test_config();
+    let consumer = Consumer::new(
+        store.inbox(),
+        handler,
+        DeadLetterPublisher::new(
+            zerolost_rabbitmq::RabbitPublisher::new(&config).expect("publisher"),
+        ),
+    );
+    let stop = CancellationToken::new();
+    let subscriber = zerolost_rabbitmq::RabbitSubscriber::new(&config, queue).expect("subscriber");
+    let running = tokio::spawn({
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        async move { consumer.run(subscriber, stop).await }
+    });
+    let start = Instant::now();
+    while !done(&consumer.totals()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            consumer.totals()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    running.await.expect("join").expect("consumer");
+}
+
+fn dlq_ids(dir: &Path, queue: &str) -> Vec<String> {
+    let (code, stdout, stderr) = run(dir, &["dlq", "-d", queue, "list", "--json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let list: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    let mut ids: Vec<String> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
+    use zerolost_core::{HandlerError, Publisher, handler_fn};
+    let Some(backend) = RabbitBackend::local().await else {
+        return;
+    };
+    let dir = workdir("dlq");
+    let queue = RabbitBackend::fresh_name("cli-dlq");
+    declare_destination(&backend.config, &queue, QueueSpec::default())
+        .await
+        .expect("declare");
+    let store = sqlite(&dir).await;
+    let port = free_port();
+    let mut text = rabbit_config_text(&dir, &queue, port);
+    text.push_str(&format!(
+        "[inbox]\nurl = \"sqlite://{}\"\n",
+        dir.join("outbox.sqlite").display()
+    ));
+    std::fs::write(dir.join("zerolost.toml"), text).expect("config");
+
+    let first = Envelope::new(&queue, "order 1: bad address");
+    let second = Envelope::new(&queue, "order 2: bad address");
+    let publisher = zerolost_rabbitmq::RabbitPublisher::new(&backend.config).expect("publisher");
+    for result in publisher
+        .publish_batch(&[first.clone(), second.clone()])
+        .await
+    {
+        result.expect("publish");
+    }
+    consume_until(
+        &store,
+        &queue,
+        handler_fn(|_: Envelope| async { Err(HandlerError::permanent("bad address")) }),
+        |t| t.dead_lettered == 2,
+    )
+    .await;
+
+    let mut both = vec![first.id.to_string(), second.id.to_string()];
+    both.sort();
+    assert_eq!(dlq_ids(&dir, &queue), both);
+    let (code, table, _) = run(&dir, &["dlq", "-d", &queue, "list"]);
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("permanent") && table.contains("bad address"),
+        "{table}"
+    );
+    let (code, shown, _) = run(&dir, &["dlq", "-d", &queue, "show", &first.id.to_string()]);
+    assert_eq!(code, 0, "{shown}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(shown["payload"], "order 1: bad address");
+    assert_eq!(shown["failure"]["reason"], "permanent");
+    assert_eq!(shown["destination"], queue.as_str());
+
+    let id = first.id.to_string();
+    let (code, stdout, _) = run(
+        &dir,
+        &["dlq", "-d", &queue, "redrive", "--id", &id, "--dry-run"],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains(&id));
+    assert_eq!(dlq_ids(&dir, &queue).len(), 2, "a dry run changes nothing");
+
+    let (code, stdout, stderr) = run(&dir, &["dlq", "-d", &queue, "redrive", "--id", &id]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("redriven 1 message(s)"), "{stdout}");
+    assert_eq!(dlq_ids(&dir, &queue), vec![second.id.to_string()]);
+    // The handler is fixed: the redriven message is processed (once), not suppressed.
+    consume_until(
+        &store,
+        &queue,
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        |t| t.processed == 1,
+    )
+    .await;
+
+    let (code, stdout, _) = run(&dir, &["dlq", "-d", &queue, "redrive", "--all", "--json"]);
+    assert_eq!(code, 0, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(
+        report["redriven"],
+        serde_json::json!([second.id.to_string()])
+    );
+    assert_eq!(report["removed"], 1);
+    assert!(dlq_ids(&dir, &queue).is_empty());
+    consume_until(
+        &store,
+        &queue,
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        |t| t.processed == 1,
+    )
+    .await;
+    let finished = zerolost_core::ConsumerLedger::finished(&store.inbox(), None)
+        .await
+        .expect("ledger");
+    let processed: std::collections::HashSet<MessageId> = finished
+        .entries
+        .iter()
+        .filter(|e| e.outcome == zerolost_core::Outcome::Processed)
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(processed, [first.id, second.id].into_iter().collect());
+
+    // An id not in the DLQ: exit 1, named.
+    let unknown = MessageId::new().to_string();
+    let (code, _, stderr) = run(&dir, &["dlq", "-d", &queue, "redrive", "--id", &unknown]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&unknown), "{stderr}");
+}

@@ -146,6 +146,16 @@ pub trait ConsumerLedger: Send + Sync {
     ) -> Result<Snapshot<ProcessedEntry>, Error>;
     /// Deliveries answered `AlreadyProcessed` so far (duplicates suppressed), where counted.
     async fn duplicates_suppressed(&self) -> Result<u64, Error>;
+    /// Forgets a **dead-lettered** id (its mark and failure count) so that a redriven copy
+    /// is processed afresh; `Ok(true)` when a dead-letter mark was removed. A processed id
+    /// or a live claim is never touched (`Ok(false)`): redriving cannot apply a message twice.
+    async fn forget_dead_letter(&self, id: MessageId) -> Result<bool, Error> {
+        let _ = id;
+        Err(Error::Config(
+            "this consumer ledger cannot forget dead letters, so a redriven message would be suppressed as a duplicate"
+                .into(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -158,5 +168,8 @@ impl<T: ConsumerLedger + ?Sized> ConsumerLedger for Arc<T> {
     }
     async fn duplicates_suppressed(&self) -> Result<u64, Error> {
         (**self).duplicates_suppressed().await
+    }
+    async fn forget_dead_letter(&self, id: MessageId) -> Result<bool, Error> {
+        (**self).forget_dead_letter(id).await
     }
 }

@@ -21,6 +21,7 @@ mod id_extract;
 mod outbox;
 mod pipeline;
 mod publish;
+pub mod redrive;
 mod subscribe;
 pub mod telemetry;
 pub mod trace;

@@ -14,6 +14,7 @@
 
 mod audit;
 mod config;
+mod dlq;
 mod error;
 mod inspect;
 mod link;
@@ -26,6 +27,7 @@ mod topology;
 
 pub use audit::{Audit, ManagementApi, audit};
 pub use config::RabbitConfig;
+pub use dlq::RabbitDeadLetters;
 pub use error::RabbitError;
 pub use inspect::queue_contents;
 pub use publisher::RabbitPublisher;

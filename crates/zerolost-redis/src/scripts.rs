@@ -54,3 +54,18 @@ return redis.call('HGETALL', KEYS[1])
 "#,
     )
 });
+
+/// Removes a dead-letter mark (and the failure counter) so a redriven copy is processed
+/// afresh; a processed mark is left alone. KEYS: mark, failures. Returns 1 when removed.
+pub(crate) static FORGET_DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local mark = redis.call('GET', KEYS[1])
+if mark and string.sub(mark, 1, 14) == 'dead_lettered|' then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"#,
+    )
+});

@@ -313,6 +313,16 @@ impl ConsumerLedger for RedisDedupe {
         Ok(Snapshot { taken_at, entries })
     }
 
+    async fn forget_dead_letter(&self, id: MessageId) -> Result<bool, Error> {
+        let removed: i64 = scripts::FORGET_DEAD_LETTER
+            .key(self.keys.mark(id))
+            .key(self.keys.failures(id))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(RedisStoreError::command("forget dead letter"))?;
+        Ok(removed == 1)
+    }
+
     async fn duplicates_suppressed(&self) -> Result<u64, Error> {
         let n: Option<u64> = self
             .conn()

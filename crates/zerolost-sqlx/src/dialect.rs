@@ -103,6 +103,7 @@ pub(crate) struct Statements {
     pub(crate) state_of: String,
     pub(crate) complete: String,
     pub(crate) release_claim: String,
+    pub(crate) forget_dead_letter: String,
     pub(crate) failures: String,
     pub(crate) record_failure: String,
     pub(crate) finished: String,
@@ -281,6 +282,7 @@ impl Statements {
                 "UPDATE {i} SET state = 0, claim_token = NULL, claim_expires_at = {now} \
                  WHERE id = ? AND claim_token = ? AND state = 1"
             )),
+            forget_dead_letter: n(format!("DELETE FROM {i} WHERE id = ? AND state = 3")),
             failures: n(format!(
                 "SELECT attempts, first_failure_at, last_failure_at, last_error FROM {i} WHERE id = ?"
             )),

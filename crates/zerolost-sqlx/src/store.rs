@@ -696,6 +696,18 @@ macro_rules! sql_backend {
                 Ok(zerolost_core::Snapshot { taken_at, entries })
             }
 
+            async fn forget_dead_letter(
+                &self,
+                id: zerolost_core::MessageId,
+            ) -> Result<bool, zerolost_core::Error> {
+                let done = sqlx::query(sqlx::AssertSqlSafe(self.sql.forget_dead_letter.as_str()))
+                    .bind(*id.as_uuid())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("forget dead letter"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn duplicates_suppressed(&self) -> Result<u64, zerolost_core::Error> {
                 let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(self.sql.duplicates_total.as_str()))
                     .fetch_one(&self.pool)

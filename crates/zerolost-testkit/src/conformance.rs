@@ -372,6 +372,160 @@ pub async fn permanent_failure_dead_lettered_at_once(backend: &dyn Backend, stor
     dead_letter_case(backend, stores, true).await;
 }
 
+/// DLQ round trip: two permanent failures are dead-lettered; `list` shows them with their
+/// metadata; a dry run changes nothing; redriving one id (and an unknown one) publishes it
+/// back with confirms, removes it from the DLQ and a fixed handler applies it once; then
+/// `All` redrives the other. `dlq` is the backend's [`DeadLetterQueue`].
+pub async fn dead_letters_redrive_once(
+    backend: &dyn Backend,
+    stores: &dyn Stores,
+    dlq: &dyn zerolost_core::redrive::DeadLetterQueue,
+) {
+    use zerolost_core::redrive::{Selection, redrive};
+    let dest = ok(backend.destination().await, "destination");
+    let dedupe = ok(stores.dedupe().await, "dedupe store");
+    let publisher = ok(backend.publisher().await, "publisher");
+    let good = Envelope::new(&dest, "fine");
+    let first = Envelope::new(&dest, "bad 1").with_header("tenant", "acme");
+    let second = Envelope::new(&dest, "bad 2");
+    let broken = RecordingHandler::new().with_permanent([first.id, second.id]);
+    let running = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        broken.clone(),
+        test_consumer_config(),
+    )
+    .await;
+    for result in publisher
+        .publish_batch(&[good.clone(), first.clone(), second.clone()])
+        .await
+    {
+        ok(result, "publish");
+    }
+    let listed_ids = async || -> HashSet<MessageId> {
+        ok(dlq.list(&dest).await, "list the DLQ")
+            .iter()
+            .filter_map(|m| m.id)
+            .collect()
+    };
+    eventually(backend.patience(), "two dead letters listed", || async {
+        listed_ids().await == HashSet::from([first.id, second.id])
+    })
+    .await;
+    running.stop().await;
+    let listed = ok(dlq.list(&dest).await, "list the DLQ");
+    let one = listed
+        .iter()
+        .find(|m| m.id == Some(first.id))
+        .unwrap_or_else(|| panic!("{} not listed", first.id));
+    assert_eq!(
+        one.envelope.destination, dest,
+        "redriven to where it came from"
+    );
+    assert_eq!(one.envelope.payload, first.payload);
+    assert_eq!(
+        one.envelope.headers.get("tenant").map(String::as_str),
+        Some("acme")
+    );
+    assert!(
+        one.envelope
+            .headers
+            .keys()
+            .all(|k| !k.starts_with("zerolost-dlq-")),
+        "failure metadata is not sent back: {:?}",
+        one.envelope.headers
+    );
+    let failure = one
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("no failure metadata"));
+    assert_eq!(failure.reason, DeadLetterReason::Permanent);
+
+    let dry = ok(
+        redrive(
+            dlq,
+            publisher.as_ref(),
+            dedupe.ledger.as_ref(),
+            &dest,
+            &Selection::Ids(vec![first.id]),
+            true,
+        )
+        .await,
+        "dry run",
+    );
+    assert_eq!(dry.redriven, vec![first.id]);
+    assert_eq!(dry.removed, 0);
+    assert_eq!(listed_ids().await.len(), 2, "a dry run changes nothing");
+
+    // The handler is fixed: a fresh consumer takes the redriven message.
+    let fixed = RecordingHandler::new();
+    let running = Running::start(
+        backend,
+        &dest,
+        dedupe.store.clone(),
+        fixed.clone(),
+        test_consumer_config(),
+    )
+    .await;
+    let unknown = MessageId::new();
+    let report = ok(
+        redrive(
+            dlq,
+            publisher.as_ref(),
+            dedupe.ledger.as_ref(),
+            &dest,
+            &Selection::Ids(vec![first.id, unknown]),
+            false,
+        )
+        .await,
+        "redrive one",
+    );
+    assert_eq!(report.redriven, vec![first.id]);
+    assert_eq!(report.not_found, vec![unknown]);
+    assert_eq!(report.removed, 1);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    eventually(
+        backend.patience(),
+        "the redriven message processed",
+        || async { fixed.calls(first.id) == 1 && listed_ids().await == HashSet::from([second.id]) },
+    )
+    .await;
+    let report = ok(
+        redrive(
+            dlq,
+            publisher.as_ref(),
+            dedupe.ledger.as_ref(),
+            &dest,
+            &Selection::All,
+            false,
+        )
+        .await,
+        "redrive all",
+    );
+    assert_eq!(report.redriven, vec![second.id]);
+    eventually(
+        backend.patience(),
+        "both redriven messages processed",
+        || async { fixed.calls(second.id) == 1 && listed_ids().await.is_empty() },
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(fixed.calls(first.id), 1, "applied once");
+    assert_eq!(
+        fixed.calls(good.id),
+        0,
+        "the good message was not sent again"
+    );
+    let outcomes: HashMap<_, _> = ok(dedupe.ledger.finished(None).await, "ledger")
+        .entries
+        .into_iter()
+        .map(|e| (e.id, e.outcome))
+        .collect();
+    assert_eq!(outcomes.get(&first.id), Some(&Outcome::Processed));
+    assert_eq!(outcomes.get(&second.id), Some(&Outcome::Processed));
+}
+
 /// Copies of one message (lost confirm, re-send, redelivery) have one effect.
 pub async fn redelivery_is_deduplicated(backend: &dyn Backend, stores: &dyn Stores) {
     let dest = ok(backend.destination().await, "destination");
@@ -844,6 +998,36 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     assert_eq!(finished.get(&id), Some(&Outcome::Processed));
     assert_eq!(finished.get(&dead), Some(&Outcome::DeadLettered));
     assert!(!finished.contains_key(&released));
+
+    // Redrive: a dead-lettered id is forgotten (a redriven copy is processed afresh, its
+    // failures counted from zero); a processed id or a live claim never is.
+    ok(store.record_failure(dead, "poison").await, "record");
+    assert!(ok(dedupe.ledger.forget_dead_letter(dead).await, "forget"));
+    assert!(
+        !ok(dedupe.ledger.forget_dead_letter(dead).await, "forget"),
+        "forgetting twice removes nothing"
+    );
+    assert_eq!(ok(store.failures(dead).await, "failures"), None);
+    assert!(matches!(
+        ok(store.claim(dead, hour).await, "claim"),
+        Claim::Claimed(_)
+    ));
+    assert!(
+        !ok(dedupe.ledger.forget_dead_letter(id).await, "forget"),
+        "a processed id is never forgotten"
+    );
+    assert_eq!(
+        ok(store.claim(id, short).await, "claim"),
+        Claim::AlreadyProcessed(Outcome::Processed)
+    );
+    assert!(
+        !ok(dedupe.ledger.forget_dead_letter(released).await, "forget"),
+        "a live claim is never forgotten"
+    );
+    assert_eq!(
+        ok(store.claim(released, short).await, "claim"),
+        Claim::HeldByOther
+    );
 }
 
 /// Outbox contract: leases are exclusive until they expire; every write checks the lease

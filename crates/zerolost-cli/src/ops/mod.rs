@@ -1,6 +1,7 @@
 //! The operator commands: `relay`, `doctor`, `outbox`, (and their shared pieces).
 
 pub mod connect;
+pub mod dlq;
 pub mod doctor;
 pub mod outbox;
 pub mod reconcile;

@@ -164,6 +164,25 @@ impl MemoryBroker {
             .collect()
     }
 
+    /// Removes ready messages with these ids from `destination`; returns how many.
+    fn remove_ready(&self, destination: &str, ids: &[MessageId]) -> usize {
+        let Ok(cell) = self.cell(destination) else {
+            return 0;
+        };
+        let wanted: std::collections::HashSet<&MessageId> = ids.iter().collect();
+        let mut queue = lock(&cell.queue);
+        let before = queue.ready.len();
+        queue.ready.retain(|stored| {
+            let id = stored
+                .message
+                .headers
+                .get(crate::MESSAGE_ID_HEADER)
+                .and_then(|v| v.parse::<MessageId>().ok());
+            !id.is_some_and(|id| wanted.contains(&id))
+        });
+        before - queue.ready.len()
+    }
+
     /// `(ready, unacknowledged)` message counts of `destination`.
     pub fn depth(&self, destination: &str) -> (usize, usize) {
         self.cell(destination)
@@ -368,6 +387,25 @@ impl Drop for MemoryAcker {
         if !self.settled {
             self.cell.requeue(self.tag);
         }
+    }
+}
+
+/// The memory broker's DLQs are the destinations `<destination>.dlq`.
+#[async_trait::async_trait]
+impl crate::redrive::DeadLetterQueue for MemoryBroker {
+    async fn list(
+        &self,
+        destination: &str,
+    ) -> Result<Vec<crate::redrive::DeadLetterMessage>, Error> {
+        Ok(self
+            .messages(&crate::default_dlq_name(destination))
+            .into_iter()
+            .map(|m| crate::redrive::DeadLetterMessage::from_incoming(destination, m))
+            .collect())
+    }
+
+    async fn remove(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
+        Ok(self.remove_ready(&crate::default_dlq_name(destination), ids))
     }
 }
 

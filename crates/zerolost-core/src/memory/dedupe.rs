@@ -239,6 +239,19 @@ impl ConsumerLedger for MemoryDedupe {
     async fn duplicates_suppressed(&self) -> Result<u64, Error> {
         Ok(self.suppressed.load(Ordering::Relaxed))
     }
+
+    async fn forget_dead_letter(&self, id: MessageId) -> Result<bool, Error> {
+        self.with_state(|state, now| {
+            let dead = matches!(
+                state.entries.get(&id).map(|e| &e.mark),
+                Some(Mark::Done { outcome: Outcome::DeadLettered, until, .. }) if *until > now
+            );
+            if dead {
+                state.entries.remove(&id);
+            }
+            Ok(dead)
+        })
+    }
 }
 
 #[cfg(test)]

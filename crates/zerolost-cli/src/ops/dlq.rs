@@ -1,0 +1,221 @@
+//! `zerolost dlq list | show ID | redrive [--id ID… | --all] [--dry-run]`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, Selection, redrive};
+use zerolost_core::{Error, MessageId};
+
+use super::ConfigArg;
+use super::connect::{ledger, publisher, rabbit_config};
+use crate::config::{BrokerKind, Config};
+
+/// Arguments of `zerolost dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Whose DLQ: the destination the messages were consumed from (default: the config's
+    /// only destination).
+    #[arg(long, short)]
+    destination: Option<String>,
+    #[command(subcommand)]
+    command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Dead letters with their reason, attempts and error.
+    List {
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter: metadata, headers and payload.
+    Show {
+        /// Its message id.
+        id: MessageId,
+    },
+    /// Publishes dead letters back to their destination with confirms; each is removed
+    /// from the DLQ only after its confirm, and the consumers' ledger forgets its
+    /// dead-letter mark first so the redriven copy is processed.
+    Redrive {
+        /// The messages to redrive.
+        #[arg(long = "id", required_unless_present = "all")]
+        ids: Vec<MessageId>,
+        /// Every dead letter that has an id.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Say what would be redriven, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    message: &'a DeadLetterMessage,
+    destination: &'a str,
+    key: Option<&'a str>,
+}
+
+fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
+    match config.broker {
+        Some(BrokerKind::Rabbitmq) => Ok(Arc::new(zerolost_rabbitmq::RabbitDeadLetters::new(
+            rabbit_config(config)?,
+        ))),
+        Some(other) => Err(Error::Config(format!(
+            "dlq on {} is not available yet (RabbitMQ is): read its DLQ topic with the broker's tools",
+            other.name()
+        ))),
+        None => Err(Error::Config(
+            "broker: say which broker's DLQ to read (\"rabbitmq\", …)".into(),
+        )),
+    }
+}
+
+fn destination(args: &DlqArgs, config: &Config) -> Result<String, Error> {
+    if let Some(destination) = &args.destination {
+        return Ok(destination.clone());
+    }
+    match config.destinations.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(Error::Config(
+            "name the destination with --destination (the config lists none)".into(),
+        )),
+        many => Err(Error::Config(format!(
+            "name the destination with --destination (the config lists {})",
+            many.join(", ")
+        ))),
+    }
+}
+
+/// Runs a `dlq` command; `redrive` exits 1 when a chosen message was not redriven.
+pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
+    let config = args.config.load()?;
+    let destination = destination(&args, &config)?;
+    let dlq = dead_letter_queue(&config)?;
+    match args.command {
+        DlqCommand::List { json } => {
+            let messages = dlq.list(&destination).await?;
+            if json {
+                let rows: Vec<Row<'_>> = messages.iter().map(|m| row(m)).collect();
+                println!("{}", super::outbox::to_json(&rows)?);
+            } else if messages.is_empty() {
+                println!("the DLQ of {destination} is empty");
+            } else {
+                println!("{:<36}  {:<10}  {:>8}  error", "id", "reason", "attempts");
+                for m in &messages {
+                    let (reason, attempts, error) = m.failure.as_ref().map_or(
+                        ("?".to_owned(), String::new(), String::new()),
+                        |f| {
+                            (
+                                format!("{:?}", f.reason).to_lowercase(),
+                                f.attempts.to_string(),
+                                f.error.clone(),
+                            )
+                        },
+                    );
+                    let id =
+                        m.id.map_or_else(|| "(no id)".to_owned(), |id| id.to_string());
+                    println!("{id:<36}  {reason:<10}  {attempts:>8}  {error}");
+                }
+                println!("{} dead letter(s) of {destination}", messages.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { id } => {
+            let messages = dlq.list(&destination).await?;
+            let Some(m) = messages.iter().find(|m| m.id == Some(id)) else {
+                return Err(Error::Config(format!(
+                    "{id} is not in the DLQ of {destination}"
+                )));
+            };
+            let mut value = serde_json::to_value(row(m))
+                .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?;
+            value["headers"] = serde_json::json!(m.envelope.headers);
+            value["payload"] = match std::str::from_utf8(&m.envelope.payload) {
+                Ok(text) => serde_json::json!(text),
+                Err(_) => serde_json::json!({ "bytes": m.envelope.payload.len(), "utf8": false }),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value)
+                    .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Redrive {
+            ids,
+            all,
+            dry_run,
+            json,
+        } => {
+            // Without the ledger the redriven copy would be suppressed as a duplicate.
+            let ledger = ledger(&config).await?;
+            let publisher = publisher(&config).await?;
+            let selection = if all {
+                Selection::All
+            } else {
+                Selection::Ids(ids)
+            };
+            let report = redrive(
+                dlq.as_ref(),
+                publisher.as_ref(),
+                ledger.as_ref(),
+                &destination,
+                &selection,
+                dry_run,
+            )
+            .await?;
+            if json {
+                println!("{}", super::outbox::to_json(&report)?);
+            } else if dry_run {
+                println!(
+                    "would redrive {} message(s) to {destination}:",
+                    report.redriven.len()
+                );
+                for id in &report.redriven {
+                    println!("  {id}");
+                }
+            } else {
+                println!(
+                    "redriven {} message(s) to {destination} (confirmed), removed {} from its DLQ",
+                    report.redriven.len(),
+                    report.removed
+                );
+                for (id, error) in &report.failed {
+                    println!("  NOT redriven {id}: {error} (still in the DLQ)");
+                }
+            }
+            for id in &report.not_found {
+                eprintln!("not in the DLQ: {id}");
+            }
+            if report.skipped_without_id > 0 {
+                eprintln!(
+                    "{} dead letter(s) without an id were left: nothing could deduplicate them",
+                    report.skipped_without_id
+                );
+            }
+            Ok(if report.failed.is_empty() && report.not_found.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+fn row(message: &DeadLetterMessage) -> Row<'_> {
+    Row {
+        message,
+        destination: &message.envelope.destination,
+        key: message.envelope.key.as_deref(),
+    }
+}

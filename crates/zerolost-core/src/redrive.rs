@@ -183,3 +183,196 @@ pub async fn redrive(
     }
     Ok(report)
 }
+
+/// Header of a redrive marker on a log-based DLQ: the id whose earlier copies it hides.
+pub const REDRIVEN_HEADER: &str = "zerolost-dlq-redriven";
+/// Header of a redrive marker: how many copies of the id it hides.
+pub const HIDES_HEADER: &str = "zerolost-dlq-hides";
+
+/// Reads a whole topic (a log) back, for [`LogDeadLetters`].
+#[async_trait]
+pub trait LogReader: Send + Sync {
+    /// Every record of `topic` now, left in place.
+    async fn read_all(&self, topic: &str) -> Result<Vec<Incoming>, Error>;
+}
+
+/// A dead-letter queue on a log (a Kafka or RocketMQ topic), where records cannot be
+/// deleted: `remove` appends a **redrive marker** (a short text payload, headers
+/// [`REDRIVEN_HEADER`] = the id and [`HIDES_HEADER`] = how many copies it hides), published
+/// with confirms, and `list` leaves out what markers hide. A copy dead-lettered again
+/// after the redrive is counted past the marker and listed again. Readers of the DLQ topic
+/// other than zerolost should skip records with the marker header.
+pub struct LogDeadLetters {
+    reader: Arc<dyn LogReader>,
+    publisher: Arc<dyn Publisher>,
+    naming: fn(&str) -> String,
+}
+
+impl LogDeadLetters {
+    /// The DLQ topic of a destination `d` is `naming(d)`; markers go through `publisher`.
+    pub fn new(
+        reader: impl LogReader + 'static,
+        publisher: Arc<dyn Publisher>,
+        naming: fn(&str) -> String,
+    ) -> Self {
+        Self {
+            reader: Arc::new(reader),
+            publisher,
+            naming,
+        }
+    }
+
+    /// The records still dead: `(id or None, record)`, one per id, latest copy kept.
+    async fn live(&self, destination: &str) -> Result<Vec<Incoming>, Error> {
+        let records = self.reader.read_all(&(self.naming)(destination)).await?;
+        let mut hidden: std::collections::HashMap<MessageId, usize> =
+            std::collections::HashMap::new();
+        for record in &records {
+            if let Some(id) = record
+                .headers
+                .get(REDRIVEN_HEADER)
+                .and_then(|v| v.parse::<MessageId>().ok())
+            {
+                let hides = record
+                    .headers
+                    .get(HIDES_HEADER)
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(1);
+                *hidden.entry(id).or_default() += hides;
+            }
+        }
+        let mut copies: std::collections::HashMap<MessageId, usize> =
+            std::collections::HashMap::new();
+        let mut live: Vec<Incoming> = Vec::new();
+        for record in records {
+            if record.headers.contains_key(REDRIVEN_HEADER) {
+                continue;
+            }
+            let id = record
+                .headers
+                .get(MESSAGE_ID_HEADER)
+                .and_then(|v| v.parse::<MessageId>().ok());
+            let Some(id) = id else {
+                live.push(record);
+                continue;
+            };
+            let seen = copies.entry(id).or_default();
+            *seen += 1;
+            if *seen > hidden.get(&id).copied().unwrap_or(0) {
+                let same = |m: &Incoming| {
+                    m.headers.get(MESSAGE_ID_HEADER).map(String::as_str) == Some(&*id.to_string())
+                };
+                live.retain(|m| !same(m));
+                live.push(record);
+            }
+        }
+        Ok(live)
+    }
+}
+
+#[async_trait]
+impl DeadLetterQueue for LogDeadLetters {
+    async fn list(&self, destination: &str) -> Result<Vec<DeadLetterMessage>, Error> {
+        Ok(self
+            .live(destination)
+            .await?
+            .into_iter()
+            .map(|m| DeadLetterMessage::from_incoming(destination, m))
+            .collect())
+    }
+
+    async fn remove(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
+        let topic = (self.naming)(destination);
+        let records = self.reader.read_all(&topic).await?;
+        let wanted: HashSet<&MessageId> = ids.iter().collect();
+        // Per id: copies written, and copies earlier markers hide already.
+        let mut tally: std::collections::HashMap<MessageId, (usize, usize)> =
+            std::collections::HashMap::new();
+        for record in &records {
+            let header = |name: &str| record.headers.get(name);
+            if let Some(id) = header(REDRIVEN_HEADER).and_then(|v| v.parse::<MessageId>().ok()) {
+                let hides = header(HIDES_HEADER)
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(1);
+                tally.entry(id).or_default().1 += hides;
+            } else if let Some(id) =
+                header(MESSAGE_ID_HEADER).and_then(|v| v.parse::<MessageId>().ok())
+            {
+                tally.entry(id).or_default().0 += 1;
+            }
+        }
+        let markers: Vec<Envelope> = tally
+            .iter()
+            .filter(|(id, (copies, hidden))| wanted.contains(id) && copies > hidden)
+            .map(|(id, (copies, hidden))| {
+                // A body, not an empty one: RocketMQ refuses empty messages.
+                Envelope::new(&topic, format!("zerolost redrive marker for {id}"))
+                    .with_header(REDRIVEN_HEADER, id.to_string())
+                    .with_header(HIDES_HEADER, (copies - hidden).to_string())
+            })
+            .collect();
+        let mut removed = 0;
+        for result in self.publisher.publish_batch(&markers).await {
+            result?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryBroker;
+
+    struct BrokerLog(MemoryBroker);
+
+    #[async_trait]
+    impl LogReader for BrokerLog {
+        async fn read_all(&self, topic: &str) -> Result<Vec<Incoming>, Error> {
+            Ok(self.0.messages(topic))
+        }
+    }
+
+    #[tokio::test]
+    async fn markers_hide_redriven_copies_and_a_new_copy_shows_again() {
+        let broker = MemoryBroker::new();
+        broker.declare("orders.dlq");
+        let publisher: Arc<dyn Publisher> = Arc::new(broker.publisher());
+        let dlq = LogDeadLetters::new(
+            BrokerLog(broker.clone()),
+            publisher.clone(),
+            crate::default_dlq_name,
+        );
+        let a = Envelope::new("orders.dlq", "a");
+        let b = Envelope::new("orders.dlq", "b");
+        for envelope in [&a, &a, &b] {
+            publisher.publish(envelope).await.unwrap();
+        }
+        let ids = async || -> Vec<MessageId> {
+            let mut ids: Vec<MessageId> = dlq
+                .list("orders")
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(|m| m.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        let mut both = vec![a.id, b.id];
+        both.sort();
+        assert_eq!(ids().await, both, "one entry per id");
+        assert_eq!(dlq.remove("orders", &[a.id]).await.unwrap(), 1);
+        assert_eq!(ids().await, vec![b.id]);
+        assert_eq!(
+            dlq.remove("orders", &[a.id]).await.unwrap(),
+            0,
+            "nothing left to hide"
+        );
+        publisher.publish(&a).await.unwrap(); // dead-lettered again after the redrive
+        assert_eq!(ids().await, both);
+        assert_eq!(dlq.remove("orders", &[a.id, b.id]).await.unwrap(), 2);
+        assert!(ids().await.is_empty());
+    }
+}

@@ -15,6 +15,7 @@
 mod admin;
 mod audit;
 mod config;
+mod dlq;
 mod error;
 mod inspect;
 pub mod mock;
@@ -26,6 +27,7 @@ pub mod testkit;
 pub use admin::{TopicSpec, ensure_topic};
 pub use audit::{Audit, audit};
 pub use config::KafkaConfig;
+pub use dlq::dead_letters;
 pub use error::KafkaError;
 pub use inspect::topic_contents;
 pub use publisher::KafkaPublisher;

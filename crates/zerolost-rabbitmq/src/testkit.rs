@@ -141,6 +141,14 @@ impl Backend for RabbitBackend {
         Ok(Box::new(RabbitSubscriber::new(&self.config, destination)?))
     }
 
+    async fn dead_letter_queue(
+        &self,
+    ) -> Result<Option<Arc<dyn zerolost_core::redrive::DeadLetterQueue>>, Error> {
+        Ok(Some(Arc::new(crate::RabbitDeadLetters::new(
+            self.config.clone(),
+        ))))
+    }
+
     async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error> {
         let publisher = RabbitPublisher::new(&self.config)?;
         Ok(Arc::new(DeadLetterPublisher::new(publisher)))

@@ -16,6 +16,7 @@
 
 mod audit;
 mod config;
+mod dlq;
 mod error;
 mod message;
 mod publisher;
@@ -27,6 +28,7 @@ mod topology;
 
 pub use audit::{Audit, audit};
 pub use config::RocketConfig;
+pub use dlq::dead_letters;
 pub use error::RocketError;
 pub use publisher::RocketPublisher;
 pub use runtime::RocketRuntime;

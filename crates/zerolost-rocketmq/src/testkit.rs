@@ -120,6 +120,14 @@ impl Backend for RocketBackend {
         Ok(Box::new(self.rocket_subscriber(destination).await?))
     }
 
+    async fn dead_letter_queue(
+        &self,
+    ) -> Result<Option<Arc<dyn zerolost_core::redrive::DeadLetterQueue>>, Error> {
+        Ok(Some(Arc::new(
+            crate::dead_letters(&self.runtime, &self.config).await?,
+        )))
+    }
+
     async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error> {
         let publisher = self.rocket_publisher().await?;
         Ok(Arc::new(

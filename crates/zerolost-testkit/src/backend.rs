@@ -48,6 +48,11 @@ pub trait Backend: Send + Sync {
     async fn subscriber(&self, destination: &str) -> Result<Box<dyn Subscriber>, Error>;
     /// Where the consumer dead-letters (confirmed).
     async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error>;
+    /// The DLQ as an operator reads and redrives it; `None` where the backend cannot
+    /// offer it (the suite then says so loudly and skips that case).
+    async fn dead_letter_queue(
+        &self,
+    ) -> Result<Option<Arc<dyn zerolost_core::redrive::DeadLetterQueue>>, Error>;
     /// The DLQ's contents for `destination`'s messages.
     async fn dead_letters(&self, destination: &str) -> Result<Vec<DeadLetter>, Error>;
     /// How long a test waits for something the broker should do (a delivery, a redelivery).
@@ -153,6 +158,12 @@ impl Backend for MemoryBackend {
 
     async fn subscriber(&self, destination: &str) -> Result<Box<dyn Subscriber>, Error> {
         Ok(Box::new(self.broker.subscribe(destination)?))
+    }
+
+    async fn dead_letter_queue(
+        &self,
+    ) -> Result<Option<Arc<dyn zerolost_core::redrive::DeadLetterQueue>>, Error> {
+        Ok(Some(Arc::new(self.broker.clone())))
     }
 
     async fn dead_letter_sink(&self) -> Result<Arc<dyn DeadLetterSink>, Error> {

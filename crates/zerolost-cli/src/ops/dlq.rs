@@ -9,7 +9,7 @@ use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, Selection, redr
 use zerolost_core::{Error, MessageId};
 
 use super::ConfigArg;
-use super::connect::{ledger, publisher, rabbit_config};
+use super::connect::{kafka_config, ledger, publisher, rabbit_config, rocket_config};
 use crate::config::{BrokerKind, Config};
 
 /// Arguments of `zerolost dlq`.
@@ -65,19 +65,22 @@ struct Row<'a> {
     key: Option<&'a str>,
 }
 
-fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
-    match config.broker {
-        Some(BrokerKind::Rabbitmq) => Ok(Arc::new(zerolost_rabbitmq::RabbitDeadLetters::new(
+async fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
+    Ok(match config.broker {
+        Some(BrokerKind::Rabbitmq) => Arc::new(zerolost_rabbitmq::RabbitDeadLetters::new(
             rabbit_config(config)?,
-        ))),
-        Some(other) => Err(Error::Config(format!(
-            "dlq on {} is not available yet (RabbitMQ is): read its DLQ topic with the broker's tools",
-            other.name()
-        ))),
-        None => Err(Error::Config(
-            "broker: say which broker's DLQ to read (\"rabbitmq\", …)".into(),
         )),
-    }
+        Some(BrokerKind::Kafka) => Arc::new(zerolost_kafka::dead_letters(&kafka_config(config)?)?),
+        Some(BrokerKind::Rocketmq) => {
+            let runtime = zerolost_rocketmq::RocketRuntime::shared()?;
+            Arc::new(zerolost_rocketmq::dead_letters(&runtime, &rocket_config(config)?).await?)
+        }
+        None => {
+            return Err(Error::Config(
+                "broker: say whose DLQ to read (\"kafka\", \"rabbitmq\" or \"rocketmq\")".into(),
+            ));
+        }
+    })
 }
 
 fn destination(args: &DlqArgs, config: &Config) -> Result<String, Error> {
@@ -100,7 +103,7 @@ fn destination(args: &DlqArgs, config: &Config) -> Result<String, Error> {
 pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
     let config = args.config.load()?;
     let destination = destination(&args, &config)?;
-    let dlq = dead_letter_queue(&config)?;
+    let dlq = dead_letter_queue(&config).await?;
     match args.command {
         DlqCommand::List { json } => {
             let messages = dlq.list(&destination).await?;

@@ -3,7 +3,6 @@
 //! SIGTERM or SIGINT stops it gracefully: the round in flight finishes (its rows are
 //! marked) or returns its leases, so no row stays leased, and the process exits 0.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -18,15 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zerolost_core::{Error, OutboxStore, Relay, telemetry};
 
+use super::ConfigArg;
 use super::connect::{OutboxDb, publisher};
-use crate::config::Config;
 
 /// Arguments of `zerolost relay`.
 #[derive(Debug, Args)]
 pub struct RelayArgs {
-    /// The config file (`ZEROLOST_<SECTION>__<KEY>` variables override it).
-    #[arg(long, short, default_value = "zerolost.toml")]
-    config: PathBuf,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 /// What `/healthz` reports: the outbox answered recently and the relay is not stopping.
@@ -39,7 +37,7 @@ struct Health {
 
 /// Runs the relay until SIGTERM / SIGINT.
 pub async fn run(args: RelayArgs) -> Result<ExitCode, Error> {
-    let config = Config::load(Some(&args.config))?;
+    let config = args.config.load()?;
     let section = config.outbox()?;
     let db = OutboxDb::connect(section).await?;
     if section.migrate {

@@ -486,7 +486,7 @@ async fn delete_from_broker(queue: &str, n: usize) -> Vec<MessageId> {
 /// Relays every pending row of `store` to RabbitMQ and consumes `expect` messages into
 /// the store's inbox.
 async fn relay_and_consume(store: &SqliteStore, queue: &str, expect: u64) {
-    use zerolost_core::{CancellationToken, Consumer, DeadLetterPublisher, Relay, handler_fn};
+    use zerolost_core::{Relay, handler_fn};
     let config = zerolost_rabbitmq::testkit::test_config();
     let relay = Relay::new(
         store.outbox(),
@@ -495,30 +495,13 @@ async fn relay_and_consume(store: &SqliteStore, queue: &str, expect: u64) {
     while store.outbox().counts().await.expect("counts").pending > 0 {
         relay.run_once().await.expect("relay round");
     }
-    let consumer = Consumer::new(
-        store.inbox(),
+    consume_until(
+        store,
+        queue,
         handler_fn(|_envelope: Envelope| async { Ok(()) }),
-        DeadLetterPublisher::new(
-            zerolost_rabbitmq::RabbitPublisher::new(&config).expect("publisher"),
-        ),
-    );
-    let stop = CancellationToken::new();
-    let subscriber = zerolost_rabbitmq::RabbitSubscriber::new(&config, queue).expect("subscriber");
-    let running = tokio::spawn({
-        let (consumer, stop) = (consumer.clone(), stop.clone());
-        async move { consumer.run(subscriber, stop).await }
-    });
-    let start = Instant::now();
-    while consumer.totals().processed < expect {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{:?}",
-            consumer.totals()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stop.cancel();
-    running.await.expect("join").expect("consumer");
+        |t| t.processed >= expect,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,6 +154,9 @@ pub struct RelaySection {
     /// How often the outbox gauges (pending, parked, oldest pending age) are refreshed.
     #[serde(with = "humantime_serde")]
     pub stats_interval: Duration,
+    /// How often the DLQ depth of each of `destinations` is read (`0s`: never).
+    #[serde(with = "humantime_serde")]
+    pub dlq_interval: Duration,
 }
 
 impl Default for RelaySection {
@@ -167,6 +170,7 @@ impl Default for RelaySection {
             backoff_cap: relay.backoff.cap,
             idle_poll: relay.idle_poll,
             stats_interval: Duration::from_secs(5),
+            dlq_interval: Duration::from_secs(60),
         }
     }
 }

@@ -102,7 +102,7 @@ fn rabbit_config_text(dir: &Path, destination: &str, port: u16) -> String {
     format!(
         "broker = \"rabbitmq\"\ndestinations = [\"{destination}\"]\n\
          [outbox]\nurl = \"sqlite://{}\"\n\
-         [relay]\nbatch_size = 20\nstats_interval = \"200ms\"\n\
+         [relay]\nbatch_size = 20\nstats_interval = \"200ms\"\ndlq_interval = \"200ms\"\n\
          [http]\nlisten = \"127.0.0.1:{port}\"\n\
          [rabbitmq]\nurl = \"{}\"\nmanagement_url = \"{}\"\nvhost = \"zerolost\"\n",
         dir.join("outbox.sqlite").display(),
@@ -151,6 +151,11 @@ async fn relay_daemon_serves_metrics_and_sigterm_leaves_no_lease() {
         metric(&page, "zerolost_relay_published_total").filter(|n| *n >= 200.0)
     });
     let (_, page) = http_get(port, "/metrics").expect("metrics");
+    let depth = format!("zerolost_dlq_depth{{destination=\"{destination}\"}}");
+    wait_for("the DLQ depth gauge", Duration::from_secs(30), || {
+        let (_, page) = http_get(port, "/metrics")?;
+        metric(&page, &depth).filter(|n| *n == 0.0)
+    });
     for name in [
         "zerolost_publish_confirm_seconds_bucket",
         "zerolost_outbox_rows{status=\"pending\"}",

@@ -60,6 +60,11 @@ pub(crate) fn consumer_store_error() {
     metrics::counter!(CONSUMER_STORE_ERRORS).increment(1);
 }
 
+/// Publishes the number of messages waiting in `destination`'s dead-letter queue.
+pub fn record_dlq_depth(destination: &str, depth: usize) {
+    metrics::gauge!(DLQ_DEPTH, "destination" => destination.to_owned()).set(depth as f64);
+}
+
 /// Publishes an outbox's row counts and oldest-pending age as gauges (a daemon calls it
 /// on a timer).
 pub fn record_outbox(counts: &crate::OutboxCounts, now: chrono::DateTime<chrono::Utc>) {

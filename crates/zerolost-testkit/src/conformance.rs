@@ -603,9 +603,11 @@ pub async fn racing_consumers_apply_once(backend: &dyn Backend, stores: &dyn Sto
     {
         ok(result, "publish");
     }
+    // At least 20 duplicates: a rebalance between the two members (Kafka) may hand a
+    // processed copy out once more before its offset is committed; it is one more duplicate.
     eventually(backend.patience(), "30 copies settled", || async {
         let (ta, tb) = (a.consumer.totals(), b.consumer.totals());
-        ta.processed + tb.processed == 10 && ta.duplicates + tb.duplicates == 20
+        ta.processed + tb.processed == 10 && ta.duplicates + tb.duplicates >= 20
     })
     .await;
     a.stop().await;

@@ -65,7 +65,8 @@ struct Row<'a> {
     key: Option<&'a str>,
 }
 
-async fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
+/// The configured broker's DLQ.
+pub(crate) async fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
     Ok(match config.broker {
         Some(BrokerKind::Rabbitmq) => Arc::new(zerolost_rabbitmq::RabbitDeadLetters::new(
             rabbit_config(config)?,

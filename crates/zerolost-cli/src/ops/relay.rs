@@ -57,6 +57,15 @@ pub async fn run(args: RelayArgs) -> Result<ExitCode, Error> {
         health.clone(),
         shutdown.clone(),
     ));
+    if !config.relay.dlq_interval.is_zero() && !config.destinations.is_empty() {
+        let dlq = super::dlq::dead_letter_queue(&config).await?;
+        tokio::spawn(watch_dlqs(
+            dlq,
+            config.destinations.clone(),
+            config.relay.dlq_interval,
+            shutdown.clone(),
+        ));
+    }
     if !config.http.listen.is_empty() {
         let metrics = PrometheusBuilder::new()
             .set_buckets(&[
@@ -149,6 +158,27 @@ async fn watch_outbox(
                     .store(now.timestamp_millis(), Ordering::Relaxed);
             }
             Err(e) => warn!(error = %e, "cannot count the outbox rows"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Publishes the DLQ depth of each destination every `interval`.
+async fn watch_dlqs(
+    dlq: Arc<dyn zerolost_core::redrive::DeadLetterQueue>,
+    destinations: Vec<String>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    while !shutdown.is_cancelled() {
+        for destination in &destinations {
+            match dlq.list(destination).await {
+                Ok(messages) => telemetry::record_dlq_depth(destination, messages.len()),
+                Err(e) => warn!(%destination, error = %e, "cannot read the dead-letter queue"),
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}

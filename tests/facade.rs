@@ -67,8 +67,14 @@ async fn the_pipeline_through_the_facade() {
 async fn the_sqlite_outbox_through_the_facade() {
     use zerolost::OutboxStore;
     use zerolost::sql::{SqliteStore, Tables};
-    let file = std::env::temp_dir().join(format!("zerolost-facade-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&file);
+    // A name no earlier run used: a recycled pid would meet that run's `-wal` and `-shm`
+    // files, and SQLite replays a stale WAL into a fresh database file (seen once in CI).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let file =
+        std::env::temp_dir().join(format!("zerolost-facade-{}-{nanos}.db", std::process::id()));
     let store = SqliteStore::connect(&format!("sqlite://{}", file.display()), Tables::default())
         .await
         .unwrap();
@@ -83,4 +89,8 @@ async fn the_sqlite_outbox_through_the_facade() {
         .await
         .unwrap();
     assert_eq!(leased[0].envelope.id, order.id);
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
 }

@@ -10,6 +10,24 @@ export DEBIAN_FRONTEND=noninteractive
 log() { printf '[zerolost services] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The services listen on fixed ports inside Linux's ephemeral range (32768-60999). After a
+# `kill` the port is free until the restart, and any client connection opened meanwhile may
+# take it as its local port: the restarted server then fails with EADDRINUSE (seen in CI:
+# RabbitMQ after kill -9). Reserving the ports keeps the kernel from handing them out as
+# ephemeral ports. Best effort: without permission a note is printed and nothing else changes.
+SERVICE_PORTS="50909,50911,50912,51909,51911,51912,53306,55432,55672-55674,56379,58474,59876"
+reserve_service_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
+  [ -r "$file" ] || return 0
+  current=$(cat "$file")
+  case ",$current," in *",55672-55674,"*) return 0 ;; esac
+  if [ -w "$file" ] && printf '%s' "${current:+$current,}$SERVICE_PORTS" > "$file" 2>/dev/null; then
+    return 0
+  fi
+  log "note: cannot reserve the service ports ($SERVICE_PORTS) in $file; a restarted server may find its port taken by a client connection"
+}
+reserve_service_ports
+
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     die "need root to run: $* (install it by hand, or run as root)"; fi

@@ -111,6 +111,30 @@ macro_rules! transaction_tests {
                 counts
             }
 
+            /// A committed row is due at once: the database clock never reads earlier than
+            /// the row's creation (SQLite's float `julianday('now')` once came out 1 ms
+            /// short about one time in eight, so a row enqueued in the same millisecond
+            /// waited for the next poll).
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_committed_row_is_leasable_at_once() {
+                let Some(store) = require_service($service, common::$module::store().await) else {
+                    return;
+                };
+                let outbox = store.outbox();
+                let mut misses = 0;
+                for i in 0..300 {
+                    let envelope = Envelope::new(format!("due-{i}"), "x");
+                    outbox.enqueue_now(std::slice::from_ref(&envelope)).await.expect("enqueue");
+                    let leased = outbox.lease(1000, Duration::from_secs(30)).await.expect("lease");
+                    if !leased.iter().any(|r| r.envelope.id == envelope.id) {
+                        misses += 1;
+                    }
+                    let leases: Vec<_> = leased.into_iter().map(|r| r.lease).collect();
+                    outbox.mark_published(&leases).await.expect("mark");
+                }
+                assert_eq!(misses, 0, "rows not yet due right after their commit");
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn outbox_row_commits_and_rolls_back_with_the_business_row() {
                 let Some(store) = require_service($service, common::$module::store().await) else {

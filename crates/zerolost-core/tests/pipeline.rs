@@ -221,3 +221,112 @@ async fn retries_follow_the_backoff_then_park() {
             .starts_with("gave up after 3 attempts: confirm timed out")
     );
 }
+
+/// The consumer's `zerolost.consume` span carries the producer's trace: `trace_id` and
+/// `parent_span_id` from the message's W3C `traceparent` header.
+#[tokio::test]
+async fn the_consume_span_joins_the_producers_trace() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use zerolost_core::trace::TraceParent;
+
+    #[derive(Default, Clone)]
+    struct Spans(Arc<Mutex<Vec<HashMap<String, String>>>>);
+    struct Fields<'a>(&'a mut HashMap<String, String>);
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(
+                field.name().to_owned(),
+                format!("{value:?}").trim_matches('"').to_owned(),
+            );
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+    }
+    impl<S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>>
+        tracing_subscriber::Layer<S> for Spans
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            _: Context<'_, S>,
+        ) {
+            if attrs.metadata().name() == "zerolost.consume" {
+                let mut fields = HashMap::from([("span".to_owned(), id.into_u64().to_string())]);
+                attrs.record(&mut Fields(&mut fields));
+                self.0.lock().unwrap().push(fields);
+            }
+        }
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            _: Context<'_, S>,
+        ) {
+            let mut spans = self.0.lock().unwrap();
+            if let Some(fields) = spans
+                .iter_mut()
+                .find(|f| f.get("span") == Some(&id.into_u64().to_string()))
+            {
+                values.record(&mut Fields(fields));
+            }
+        }
+    }
+
+    let spans = Spans::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let parent = TraceParent::new_root();
+    let traced = Envelope::new("d", "traced").with_trace_parent(&parent);
+    let plain = Envelope::new("d", "plain");
+    broker.publisher().publish(&traced).await.unwrap();
+    broker.publisher().publish(&plain).await.unwrap();
+    let consumer = Consumer::new(
+        MemoryDedupe::new(),
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(broker.publisher()),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop, sub) = (
+            consumer.clone(),
+            stop.clone(),
+            broker.subscribe("d").unwrap(),
+        );
+        async move { consumer.run(sub, stop).await }
+    });
+    while consumer.totals().processed < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let spans = spans.0.lock().unwrap().clone();
+    let of = |id: zerolost_core::MessageId| {
+        spans
+            .iter()
+            .find(|f| f.get("id").is_some_and(|v| v.contains(&id.to_string())))
+            .cloned()
+    };
+    let traced_span = of(traced.id).expect("a span for the traced message");
+    assert_eq!(traced_span.get("trace_id"), Some(&parent.trace_id_hex()));
+    assert_eq!(
+        traced_span.get("parent_span_id"),
+        Some(&parent.parent_id_hex())
+    );
+    assert_eq!(
+        traced_span.get("destination").map(String::as_str),
+        Some("d")
+    );
+    let plain_span = of(plain.id).expect("a span for the plain message");
+    assert!(
+        !plain_span.contains_key("trace_id"),
+        "no trace without a traceparent"
+    );
+}

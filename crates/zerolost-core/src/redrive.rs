@@ -6,7 +6,7 @@
 //! A crash between steps leaves the message in the DLQ; redriving it again is safe, since a
 //! copy that was processed meanwhile is now marked processed and suppressed downstream.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -222,52 +222,72 @@ impl LogDeadLetters {
         }
     }
 
-    /// The records still dead: `(id or None, record)`, one per id, latest copy kept.
+    /// The records still dead, in log order: every record without an id, and for each id
+    /// with more copies than its markers hide, its latest copy.
     async fn live(&self, destination: &str) -> Result<Vec<Incoming>, Error> {
         let records = self.reader.read_all(&(self.naming)(destination)).await?;
-        let mut hidden: std::collections::HashMap<MessageId, usize> =
-            std::collections::HashMap::new();
-        for record in &records {
-            if let Some(id) = record
-                .headers
-                .get(REDRIVEN_HEADER)
-                .and_then(|v| v.parse::<MessageId>().ok())
-            {
-                let hides = record
-                    .headers
-                    .get(HIDES_HEADER)
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(1);
-                *hidden.entry(id).or_default() += hides;
+        let tally = tally(&records);
+        let mut latest: HashMap<MessageId, usize> = HashMap::new();
+        let mut keep = vec![false; records.len()];
+        for (index, record) in records.iter().enumerate() {
+            match Record::of(record) {
+                Record::Marker { .. } => {}
+                Record::Copy(None) => keep[index] = true,
+                Record::Copy(Some(id)) => {
+                    if tally
+                        .get(&id)
+                        .is_some_and(|(copies, hidden)| copies > hidden)
+                    {
+                        latest.insert(id, index);
+                    }
+                }
             }
         }
-        let mut copies: std::collections::HashMap<MessageId, usize> =
-            std::collections::HashMap::new();
-        let mut live: Vec<Incoming> = Vec::new();
-        for record in records {
-            if record.headers.contains_key(REDRIVEN_HEADER) {
-                continue;
-            }
-            let id = record
-                .headers
-                .get(MESSAGE_ID_HEADER)
-                .and_then(|v| v.parse::<MessageId>().ok());
-            let Some(id) = id else {
-                live.push(record);
-                continue;
-            };
-            let seen = copies.entry(id).or_default();
-            *seen += 1;
-            if *seen > hidden.get(&id).copied().unwrap_or(0) {
-                let same = |m: &Incoming| {
-                    m.headers.get(MESSAGE_ID_HEADER).map(String::as_str) == Some(&*id.to_string())
-                };
-                live.retain(|m| !same(m));
-                live.push(record);
-            }
+        for index in latest.into_values() {
+            keep[index] = true;
         }
-        Ok(live)
+        Ok(records
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(record, keep)| keep.then_some(record))
+            .collect())
     }
+}
+
+/// What one record of a log-based DLQ is.
+enum Record {
+    /// A dead letter (`None`: it carries no id).
+    Copy(Option<MessageId>),
+    /// A redrive marker hiding `hides` earlier copies of `id`.
+    Marker { id: MessageId, hides: usize },
+}
+
+impl Record {
+    fn of(record: &Incoming) -> Self {
+        let header = |name: &str| record.headers.get(name);
+        match header(REDRIVEN_HEADER).and_then(|v| v.parse::<MessageId>().ok()) {
+            Some(id) => Record::Marker {
+                id,
+                hides: header(HIDES_HEADER)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            },
+            None => Record::Copy(header(MESSAGE_ID_HEADER).and_then(|v| v.parse().ok())),
+        }
+    }
+}
+
+/// Per id: `(copies written, copies hidden by markers)`.
+fn tally(records: &[Incoming]) -> HashMap<MessageId, (usize, usize)> {
+    let mut tally: HashMap<MessageId, (usize, usize)> = HashMap::new();
+    for record in records {
+        match Record::of(record) {
+            Record::Copy(Some(id)) => tally.entry(id).or_default().0 += 1,
+            Record::Marker { id, hides } => tally.entry(id).or_default().1 += hides,
+            Record::Copy(None) => {}
+        }
+    }
+    tally
 }
 
 #[async_trait]
@@ -285,22 +305,7 @@ impl DeadLetterQueue for LogDeadLetters {
         let topic = (self.naming)(destination);
         let records = self.reader.read_all(&topic).await?;
         let wanted: HashSet<&MessageId> = ids.iter().collect();
-        // Per id: copies written, and copies earlier markers hide already.
-        let mut tally: std::collections::HashMap<MessageId, (usize, usize)> =
-            std::collections::HashMap::new();
-        for record in &records {
-            let header = |name: &str| record.headers.get(name);
-            if let Some(id) = header(REDRIVEN_HEADER).and_then(|v| v.parse::<MessageId>().ok()) {
-                let hides = header(HIDES_HEADER)
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(1);
-                tally.entry(id).or_default().1 += hides;
-            } else if let Some(id) =
-                header(MESSAGE_ID_HEADER).and_then(|v| v.parse::<MessageId>().ok())
-            {
-                tally.entry(id).or_default().0 += 1;
-            }
-        }
+        let tally = tally(&records);
         let markers: Vec<Envelope> = tally
             .iter()
             .filter(|(id, (copies, hidden))| wanted.contains(id) && copies > hidden)

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, Selection, redrive};
+use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, redrive};
 use zerolost_core::{Error, MessageId};
 
-use super::ConfigArg;
 use super::connect::{kafka_config, ledger, publisher, rabbit_config, rocket_config};
+use super::{Choice, ConfigArg, to_json};
 use crate::config::{BrokerKind, Config};
 
 /// Arguments of `zerolost dlq`.
@@ -42,15 +42,8 @@ enum DlqCommand {
     /// from the DLQ only after its confirm, and the consumers' ledger forgets its
     /// dead-letter mark first so the redriven copy is processed.
     Redrive {
-        /// The messages to redrive.
-        #[arg(long = "id", required_unless_present = "all")]
-        ids: Vec<MessageId>,
-        /// Every dead letter that has an id.
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
-        /// Say what would be redriven, change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        choice: Choice,
         /// One JSON object instead of the summary.
         #[arg(long)]
         json: bool,
@@ -110,7 +103,7 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
             let messages = dlq.list(&destination).await?;
             if json {
                 let rows: Vec<Row<'_>> = messages.iter().map(|m| row(m)).collect();
-                println!("{}", super::outbox::to_json(&rows)?);
+                println!("{}", to_json(&rows)?);
             } else if messages.is_empty() {
                 println!("the DLQ of {destination} is empty");
             } else {
@@ -155,20 +148,12 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Redrive {
-            ids,
-            all,
-            dry_run,
-            json,
-        } => {
+        DlqCommand::Redrive { choice, json } => {
             // Without the ledger the redriven copy would be suppressed as a duplicate.
             let ledger = ledger(&config).await?;
             let publisher = publisher(&config).await?;
-            let selection = if all {
-                Selection::All
-            } else {
-                Selection::Ids(ids)
-            };
+            let dry_run = choice.dry_run;
+            let selection = choice.selection();
             let report = redrive(
                 dlq.as_ref(),
                 publisher.as_ref(),
@@ -179,7 +164,7 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
             )
             .await?;
             if json {
-                println!("{}", super::outbox::to_json(&report)?);
+                println!("{}", to_json(&report)?);
             } else if dry_run {
                 println!(
                     "would redrive {} message(s) to {destination}:",

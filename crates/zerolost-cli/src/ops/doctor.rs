@@ -106,7 +106,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, Error> {
         .all(|c| matches!(c.status, Status::Ok | Status::Advice));
     let report = Report { ok, checks };
     if args.json {
-        println!("{}", super::outbox::to_json(&report)?);
+        println!("{}", super::to_json(&report)?);
     } else {
         print_table(&report);
     }

@@ -10,7 +10,9 @@ pub mod relay;
 use std::path::PathBuf;
 
 use clap::Args;
-use zerolost_core::Error;
+use serde::Serialize;
+use zerolost_core::redrive::Selection;
+use zerolost_core::{Error, MessageId};
 
 use crate::config::Config;
 
@@ -33,4 +35,35 @@ impl ConfigArg {
         };
         Config::load(path.as_deref())
     }
+}
+
+/// `--id ID… | --all [--dry-run]`: which messages a command changes (`outbox unpark`,
+/// `dlq redrive`).
+#[derive(Debug, Args)]
+pub struct Choice {
+    /// These messages (repeat `--id`).
+    #[arg(long = "id", required_unless_present = "all")]
+    pub ids: Vec<MessageId>,
+    /// All of them.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Say what would change, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Choice {
+    /// The choice as a redrive selection.
+    pub fn selection(self) -> Selection {
+        if self.all {
+            Selection::All
+        } else {
+            Selection::Ids(self.ids)
+        }
+    }
+}
+
+/// One line of JSON.
+pub fn to_json(value: &impl Serialize) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::Config(format!("cannot write JSON: {e}")))
 }

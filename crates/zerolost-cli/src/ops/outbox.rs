@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use zerolost_core::{Error, MessageId, OutboxEntry, OutboxStatus};
 
-use super::ConfigArg;
 use super::connect::OutboxDb;
+use super::{Choice, ConfigArg, to_json};
 
 /// Arguments of `zerolost outbox`.
 #[derive(Debug, Args)]
@@ -32,17 +32,7 @@ enum OutboxCommand {
         command: ParkCommand,
     },
     /// Makes parked rows pending again, so the relay retries them.
-    Unpark {
-        /// The rows to unpark.
-        #[arg(long = "id", required_unless_present = "all")]
-        ids: Vec<MessageId>,
-        /// Every parked row.
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
-        /// Say what would be unparked, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Unpark(Choice),
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,11 +118,13 @@ pub async fn run(args: OutboxArgs) -> Result<ExitCode, Error> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        OutboxCommand::Unpark { ids, all, dry_run } => {
+        OutboxCommand::Unpark(choice) => {
             let parked = parked_rows(&outbox).await?;
-            let chosen: Vec<MessageId> = if all {
+            let dry_run = choice.dry_run;
+            let chosen: Vec<MessageId> = if choice.all {
                 parked.iter().map(|row| row.id).collect()
             } else {
+                let ids = choice.ids;
                 let unknown: Vec<String> = ids
                     .iter()
                     .filter(|id| !parked.iter().any(|row| row.id == **id))
@@ -172,8 +164,4 @@ async fn parked_rows(
         .collect();
     parked.sort_by_key(|row| (row.created_at, row.id));
     Ok(parked)
-}
-
-pub(crate) fn to_json(value: &impl Serialize) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|e| Error::Config(format!("cannot write JSON: {e}")))
 }

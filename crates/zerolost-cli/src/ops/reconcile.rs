@@ -80,7 +80,7 @@ pub async fn run(args: ReconcileArgs) -> Result<ExitCode, Error> {
             repaired,
             repair_refused,
         };
-        println!("{}", super::outbox::to_json(&output)?);
+        println!("{}", super::to_json(&output)?);
     } else {
         print_table(&report);
         if repair_refused {

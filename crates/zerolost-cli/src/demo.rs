@@ -14,6 +14,7 @@ use zerolost_core::{CountView, Error};
 use zerolost_kafka::TopicSpec;
 use zerolost_kafka::testkit::KafkaBackend;
 use zerolost_testkit::scenario::{self, Progress, ScenarioBroker, ScenarioConfig, ScenarioOutcome};
+use zerolost_testkit::timeline::Latencies;
 
 /// Where messages travel. More backends arrive with their crates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -37,8 +38,14 @@ pub enum BackendKind {
 pub enum StoreKind {
     /// In-process outbox.
     Memory,
-    /// SQLite outbox table in the `--db` file (WAL, synchronous=FULL).
+    /// SQLite outbox table in the `--db` file (WAL, synchronous=FULL), recreated each run.
     Sqlite,
+    /// PostgreSQL (`ZEROLOST_PG_URL`, else the test server): tables `zerolost_demo_*`,
+    /// dropped and made anew each run.
+    Postgres,
+    /// MySQL / MariaDB (`ZEROLOST_MYSQL_URL`, else the test server): tables
+    /// `zerolost_demo_*`, dropped and made anew each run.
+    Mysql,
 }
 
 /// Where processed ids are remembered.
@@ -47,8 +54,11 @@ pub enum StoreKind {
 pub enum DedupeKind {
     /// In-process dedupe store (takes the injected dedupe outages).
     Memory,
-    /// SQLite inbox table in the `--db` file.
-    Sqlite,
+    /// Inbox table in the outbox's SQL database (SQLite when the outbox is in memory).
+    #[value(alias = "sqlite")]
+    Inbox,
+    /// Redis (`ZEROLOST_REDIS_URL`, else the test server), under a key prefix of the run's own.
+    Redis,
 }
 
 /// How many faults to inject.
@@ -76,17 +86,20 @@ pub struct DemoArgs {
     #[arg(long, value_enum, default_value_t = FaultLevel::Default)]
     faults: FaultLevel,
     /// Broker backend.
-    #[arg(long, value_enum, default_value_t = BackendKind::Memory)]
+    #[arg(long, value_enum, default_value_t = BackendKind::KafkaMock)]
     backend: BackendKind,
     /// Outbox store.
     #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     store: StoreKind,
     /// Dedupe store.
-    #[arg(long, value_enum, default_value_t = DedupeKind::Sqlite)]
+    #[arg(long, value_enum, default_value_t = DedupeKind::Inbox)]
     dedupe: DedupeKind,
-    /// SQLite database file for `--store sqlite` / `--dedupe sqlite` (recreated each run).
+    /// SQLite database file for `--store sqlite` / `--dedupe inbox` (recreated each run).
     #[arg(long, default_value = ".zerolost/demo.sqlite")]
     db: std::path::PathBuf,
+    /// Also write a self-contained HTML report (SVG charts) to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<std::path::PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -122,6 +135,10 @@ struct DemoReport {
     /// Faults injected into the broker from outside the pipeline (the Kafka mock's chaos,
     /// RabbitMQ connections closed by the broker).
     broker_faults: u64,
+    /// Latency percentiles per stage (milliseconds).
+    latencies: Latencies,
+    /// Where the HTML report was written, if asked for.
+    report: Option<String>,
 }
 
 impl DemoReport {
@@ -154,6 +171,8 @@ impl DemoReport {
             timed_out: o.timed_out,
             ok: v.is_clean() && !o.timed_out && o.leased_after_shutdown == 0,
             broker_faults: o.broker_faults,
+            latencies: o.latencies.clone(),
+            report: args.report.as_ref().map(|p| p.display().to_string()),
         }
     }
 }
@@ -178,12 +197,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
             name(args.dedupe),
             name(args.faults)
         );
-        println!(
-            "replay with: zerolost demo --backend {} --messages {} --faults {} --seed {seed}",
-            name(args.backend),
-            args.messages,
-            name(args.faults)
-        );
+        println!("replay with: {}", replay_command(&args, seed));
     }
     let progress = Arc::new(Progress::default());
     let bars = Bars::new(args.messages, !args.json && std::io::stdout().is_terminal());
@@ -207,6 +221,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, Error> {
     bars.finish();
     let outcome = outcome?;
     let report = DemoReport::new(&args, seed, &outcome);
+    if let Some(path) = &args.report {
+        crate::report::write(path, &report_input(&args, &report, &outcome))?;
+    }
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::backend("writing the JSON report", false, e))?;
@@ -324,64 +341,113 @@ fn rand_seed() -> u64 {
         .unwrap_or(1)
 }
 
-fn print_table(r: &DemoReport, o: &ScenarioOutcome) {
-    let f = &r.faults;
-    let rows = [
+/// The reconciliation by id, and the article's count view beside it.
+type Rows = Vec<(&'static str, String)>;
+
+fn reconciliation_rows(r: &DemoReport) -> (Rows, Rows) {
+    let by_id = vec![
+        ("produced", r.messages.to_string()),
+        ("published (confirmed)", r.published.to_string()),
+        ("processed once", r.processed.to_string()),
+        ("dead-lettered (poison)", r.dead_lettered.to_string()),
+        ("parked (unsendable)", r.parked.to_string()),
+        ("lost", r.lost.to_string()),
+        ("duplicate effects", r.duplicate_effects.to_string()),
+        ("duplicates suppressed", r.duplicates_suppressed.to_string()),
+    ];
+    let by_count = vec![
+        ("produced", r.counts.produced.to_string()),
+        ("published", r.counts.published.to_string()),
+        ("consumed", r.counts.consumed.to_string()),
         (
-            "produced",
-            r.messages.to_string(),
-            "produced",
-            r.counts.produced.to_string(),
-        ),
-        (
-            "published (confirmed)",
-            r.published.to_string(),
-            "published",
-            r.counts.published.to_string(),
-        ),
-        (
-            "processed once",
-            r.processed.to_string(),
-            "consumed",
-            r.counts.consumed.to_string(),
-        ),
-        (
-            "dead-lettered (poison)",
-            r.dead_lettered.to_string(),
             "producer→broker gap",
             r.counts.producer_to_broker_gap.to_string(),
         ),
         (
-            "parked (unsendable)",
-            r.parked.to_string(),
             "broker→consumer gap",
             r.counts.broker_to_consumer_gap.to_string(),
         ),
-        (
-            "lost",
-            r.lost.to_string(),
-            "stored by broker (copies)",
-            r.broker_stored.to_string(),
-        ),
-        (
-            "duplicate effects",
-            r.duplicate_effects.to_string(),
-            "",
-            String::new(),
-        ),
-        (
-            "duplicates suppressed",
-            r.duplicates_suppressed.to_string(),
-            "",
-            String::new(),
-        ),
+        ("stored by broker (copies)", r.broker_stored.to_string()),
     ];
+    (by_id, by_count)
+}
+
+/// The one-line verdict.
+fn verdict_line(r: &DemoReport) -> String {
+    if r.ok {
+        "OK: nothing lost, nothing applied twice".to_owned()
+    } else {
+        format!(
+            "FAILED: {} lost, {} duplicate effects, {} unexpected DLQ, {} unexpected parked{}",
+            r.lost,
+            r.duplicate_effects,
+            r.unexpected_dead_letters,
+            r.unexpected_parked,
+            if r.timed_out { ", timed out" } else { "" }
+        )
+    }
+}
+
+fn replay_command(args: &DemoArgs, seed: u64) -> String {
+    format!(
+        "zerolost demo --backend {} --store {} --dedupe {} --messages {} --faults {} --seed {seed}",
+        name(args.backend),
+        name(args.store),
+        name(args.dedupe),
+        args.messages,
+        name(args.faults)
+    )
+}
+
+fn report_input<'a>(
+    args: &DemoArgs,
+    r: &DemoReport,
+    o: &'a ScenarioOutcome,
+) -> crate::report::ReportInput<'a> {
+    let (by_id, by_count) = reconciliation_rows(r);
+    let f = &r.faults;
+    let mut fault_counts = vec![
+        ("publish_failed".to_owned(), f.publish_failed),
+        ("lost_confirm".to_owned(), f.lost_confirm),
+        ("confirm_timeout".to_owned(), f.confirm_timeout),
+        ("crash_before_ack".to_owned(), f.crash_before_ack),
+        ("dedupe_outage".to_owned(), f.dedupe_outage),
+        ("relay_crash".to_owned(), f.relay_crash),
+    ];
+    fault_counts.retain(|(_, n)| *n > 0);
+    crate::report::ReportInput {
+        title: format!(
+            "{} messages · backend {} · outbox {} · dedupe {} · faults {} · seed {} · {:.1} s",
+            r.messages,
+            name(args.backend),
+            name(args.store),
+            name(args.dedupe),
+            name(args.faults),
+            r.seed,
+            r.elapsed_s
+        ),
+        replay: replay_command(args, r.seed),
+        ok: r.ok,
+        verdict: verdict_line(r),
+        by_id,
+        by_count,
+        fault_counts,
+        timeline: &o.timeline,
+        latencies: &o.latencies,
+    }
+}
+
+fn print_table(r: &DemoReport, o: &ScenarioOutcome) {
+    let f = &r.faults;
+    let (by_id, by_count) = reconciliation_rows(r);
     println!();
     println!(
         "{:<26}{:>10}    {:<28}{:>10}",
         "by message id", "", "article's count view", ""
     );
-    for (a, av, b, bv) in rows {
+    for i in 0..by_id.len().max(by_count.len()) {
+        let (a, av) = by_id.get(i).cloned().unwrap_or_default();
+        let (b, bv) = by_count.get(i).cloned().unwrap_or_default();
         println!("{a:<26}{av:>10}    {b:<28}{bv:>10}");
     }
     println!();
@@ -400,21 +466,23 @@ fn print_table(r: &DemoReport, o: &ScenarioOutcome) {
         "consumer: {} retried, {} deferred (claimed elsewhere), {} store errors held through, {} acks lost",
         o.consumer.retried, o.consumer.deferred, o.consumer.store_errors, o.consumer.ack_errors
     );
+    let l = &o.latencies;
+    println!(
+        "latency p50 / p99 / max: enqueue→confirm {:.0} / {:.0} / {:.0} ms, enqueue→effect {:.0} / {:.0} / {:.0} ms",
+        l.enqueue_to_confirm.p50_ms,
+        l.enqueue_to_confirm.p99_ms,
+        l.enqueue_to_confirm.max_ms,
+        l.end_to_end.p50_ms,
+        l.end_to_end.p99_ms,
+        l.end_to_end.max_ms
+    );
     println!("elapsed: {:.2} s", r.elapsed_s);
-    if r.ok {
-        println!("verdict: OK: nothing lost, nothing applied twice");
-    } else {
-        println!(
-            "verdict: FAILED: {} lost, {} duplicate effects, {} unexpected DLQ, {} unexpected parked{}",
-            r.lost,
-            r.duplicate_effects,
-            r.unexpected_dead_letters,
-            r.unexpected_parked,
-            if r.timed_out { ", timed out" } else { "" }
-        );
-        for id in &r.lost_ids {
-            println!("  lost: {id}");
-        }
+    if let Some(path) = &r.report {
+        println!("report: {path}");
+    }
+    println!("verdict: {}", verdict_line(r));
+    for id in &r.lost_ids {
+        println!("  lost: {id}");
     }
 }
 
@@ -485,6 +553,8 @@ mod tests {
             timed_out: false,
             broker: "memory".into(),
             broker_faults: 0,
+            timeline: Default::default(),
+            latencies: Default::default(),
         }
     }
 
@@ -504,6 +574,7 @@ mod tests {
             store: StoreKind::Memory,
             dedupe: DedupeKind::Memory,
             db: ".zerolost/demo.sqlite".into(),
+            report: None,
             json: true,
         }
     }

@@ -10,6 +10,7 @@ use zerolost_core::{Envelope, MessageId, OutboxStore};
 use zerolost_rabbitmq::testkit::{RabbitBackend, test_management_url, test_url};
 use zerolost_rabbitmq::{QueueSpec, declare_destination, queue_contents};
 use zerolost_sqlx::{SqliteStore, Tables};
+use zerolost_testkit::Backend;
 
 /// A fresh working directory for one test.
 fn workdir(tag: &str) -> PathBuf {
@@ -150,11 +151,15 @@ async fn relay_daemon_serves_metrics_and_sigterm_leaves_no_lease() {
         let (_, page) = http_get(port, "/metrics")?;
         metric(&page, "zerolost_relay_published_total").filter(|n| *n >= 200.0)
     });
-    let (_, page) = http_get(port, "/metrics").expect("metrics");
     let depth = format!("zerolost_dlq_depth{{destination=\"{destination}\"}}");
     wait_for("the DLQ depth gauge", Duration::from_secs(30), || {
         let (_, page) = http_get(port, "/metrics")?;
         metric(&page, &depth).filter(|n| *n == 0.0)
+    });
+    // The outbox gauges are refreshed every stats_interval by their own task.
+    let page = wait_for("the outbox gauges", Duration::from_secs(30), || {
+        let (_, page) = http_get(port, "/metrics")?;
+        metric(&page, "zerolost_outbox_oldest_pending_seconds").map(|_| page)
     });
     for name in [
         "zerolost_publish_confirm_seconds_bucket",
@@ -257,8 +262,9 @@ async fn doctor_flags_a_classic_queue_and_a_one_replica_topic_with_fixes() {
         &format!("destinations = [\"{queue}\"]"),
         &format!("destinations = [\"{queue}\", \"{good}\", \"{topic}\"]"),
     );
+    // A consumer setting that skips messages a new group never saw.
     text.push_str(&format!(
-        "[kafka]\nbrokers = \"{}\"\n",
+        "[kafka]\nbrokers = \"{}\"\n[kafka.client]\n\"auto.offset.reset\" = \"latest\"\n",
         zerolost_kafka::testkit::single_node_config().brokers()
     ));
     std::fs::write(dir.join("zerolost.toml"), text).expect("config");
@@ -285,6 +291,21 @@ async fn doctor_flags_a_classic_queue_and_a_one_replica_topic_with_fixes() {
     let replicas =
         unsafe_about("kafka", &topic).unwrap_or_else(|| panic!("topic flagged: {stdout}"));
     assert!(!replicas["fix"].as_str().unwrap_or("").is_empty());
+    let consumer = unsafe_about("kafka", "consumer settings")
+        .unwrap_or_else(|| panic!("consumer setting flagged: {stdout}"));
+    assert!(
+        consumer["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("auto.offset.reset=latest"),
+        "{consumer}"
+    );
+    assert!(
+        checks.iter().any(|c| c["status"] == "ok"
+            && c["target"].as_str().unwrap_or("").starts_with("kafka")
+            && c["check"] == "client settings"),
+        "the producer's settings are safe: {stdout}"
+    );
     // The declared quorum queue passes; the outbox is reachable and migrated.
     assert!(
         checks
@@ -500,8 +521,10 @@ async fn relay_and_consume(store: &SqliteStore, queue: &str, expect: u64) {
     while store.outbox().counts().await.expect("counts").pending > 0 {
         relay.run_once().await.expect("relay round");
     }
+    let backend = RabbitBackend::new(config);
     consume_until(
         store,
+        &backend,
         queue,
         handler_fn(|_envelope: Envelope| async { Ok(()) }),
         |t| t.processed >= expect,
@@ -613,21 +636,19 @@ async fn reconcile_finds_messages_deleted_on_the_broker_and_repair_delivers_them
 /// Runs a consumer on `queue` with the store's inbox until `done(totals)`.
 async fn consume_until(
     store: &SqliteStore,
-    queue: &str,
+    backend: &dyn Backend,
+    destination: &str,
     handler: impl zerolost_core::Handler + 'static,
     done: impl Fn(&zerolost_core::ConsumerTotals) -> bool,
 ) {
-    use zerolost_core::{CancellationToken, Consumer, DeadLetterPublisher};
-    let config = zerolost_rabbitmq::testkit::test_config();
+    use zerolost_core::{CancellationToken, Consumer};
     let consumer = Consumer::new(
         store.inbox(),
         handler,
-        DeadLetterPublisher::new(
-            zerolost_rabbitmq::RabbitPublisher::new(&config).expect("publisher"),
-        ),
+        backend.dead_letter_sink().await.expect("dead-letter sink"),
     );
     let stop = CancellationToken::new();
-    let subscriber = zerolost_rabbitmq::RabbitSubscriber::new(&config, queue).expect("subscriber");
+    let subscriber = backend.subscriber(destination).await.expect("subscriber");
     let running = tokio::spawn({
         let (consumer, stop) = (consumer.clone(), stop.clone());
         async move { consumer.run(subscriber, stop).await }
@@ -635,7 +656,7 @@ async fn consume_until(
     let start = Instant::now();
     while !done(&consumer.totals()) {
         assert!(
-            start.elapsed() < Duration::from_secs(60),
+            start.elapsed() < Duration::from_secs(90),
             "{:?}",
             consumer.totals()
         );
@@ -661,27 +682,69 @@ fn dlq_ids(dir: &Path, queue: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
-    use zerolost_core::{HandlerError, Publisher, handler_fn};
     let Some(backend) = RabbitBackend::local().await else {
         return;
     };
-    let dir = workdir("dlq");
+    let dir = workdir("dlq-rabbitmq");
     let queue = RabbitBackend::fresh_name("cli-dlq");
     declare_destination(&backend.config, &queue, QueueSpec::default())
         .await
         .expect("declare");
-    let store = sqlite(&dir).await;
-    let port = free_port();
-    let mut text = rabbit_config_text(&dir, &queue, port);
-    text.push_str(&format!(
+    let text = rabbit_config_text(&dir, &queue, free_port());
+    dlq_round_trip(&backend, &dir, &queue, text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_show_and_redrive_round_trip_on_kafka() {
+    let Some(backend) = zerolost_kafka::testkit::KafkaBackend::single_node().await else {
+        return;
+    };
+    let dir = workdir("dlq-kafka");
+    let topic = backend.destination().await.expect("topic");
+    let text = format!(
+        "broker = \"kafka\"\ndestinations = [\"{topic}\"]\n\
+         [outbox]\nurl = \"sqlite://{}\"\n\
+         [kafka]\nbrokers = \"{}\"\n",
+        dir.join("outbox.sqlite").display(),
+        backend.config.brokers()
+    );
+    dlq_round_trip(&backend, &dir, &topic, text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_list_show_and_redrive_round_trip_on_rocketmq() {
+    let Some(backend) = zerolost_rocketmq::testkit::RocketBackend::local().await else {
+        return;
+    };
+    let dir = workdir("dlq-rocketmq");
+    let topic = backend.destination().await.expect("topic");
+    let text = format!(
+        "broker = \"rocketmq\"\ndestinations = [\"{topic}\"]\n\
+         [outbox]\nurl = \"sqlite://{}\"\n\
+         [rocketmq]\nname_server = \"{}\"\n",
+        dir.join("outbox.sqlite").display(),
+        zerolost_rocketmq::testkit::test_name_server()
+    );
+    dlq_round_trip(&backend, &dir, &topic, text).await;
+}
+
+/// `zerolost dlq` on one broker, with `config` for it: two permanent failures are listed
+/// (table and JSON) and shown; a dry run changes nothing; one id is redriven and processed
+/// (once) by the fixed handler; `--all --json` redrives the other; both end `Processed` in
+/// the inbox; an id not in the DLQ exits 1, named.
+async fn dlq_round_trip(backend: &dyn Backend, dir: &Path, queue: &str, mut config: String) {
+    use zerolost_core::{HandlerError, handler_fn};
+    let queue = queue.to_owned();
+    let store = sqlite(dir).await;
+    config.push_str(&format!(
         "[inbox]\nurl = \"sqlite://{}\"\n",
         dir.join("outbox.sqlite").display()
     ));
-    std::fs::write(dir.join("zerolost.toml"), text).expect("config");
+    std::fs::write(dir.join("zerolost.toml"), config).expect("config");
 
     let first = Envelope::new(&queue, "order 1: bad address");
     let second = Envelope::new(&queue, "order 2: bad address");
-    let publisher = zerolost_rabbitmq::RabbitPublisher::new(&backend.config).expect("publisher");
+    let publisher = backend.publisher().await.expect("publisher");
     for result in publisher
         .publish_batch(&[first.clone(), second.clone()])
         .await
@@ -690,6 +753,7 @@ async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
     }
     consume_until(
         &store,
+        backend,
         &queue,
         handler_fn(|_: Envelope| async { Err(HandlerError::permanent("bad address")) }),
         |t| t.dead_lettered == 2,
@@ -698,14 +762,14 @@ async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
 
     let mut both = vec![first.id.to_string(), second.id.to_string()];
     both.sort();
-    assert_eq!(dlq_ids(&dir, &queue), both);
-    let (code, table, _) = run(&dir, &["dlq", "-d", &queue, "list"]);
+    assert_eq!(dlq_ids(dir, &queue), both);
+    let (code, table, _) = run(dir, &["dlq", "-d", &queue, "list"]);
     assert_eq!(code, 0);
     assert!(
         table.contains("permanent") && table.contains("bad address"),
         "{table}"
     );
-    let (code, shown, _) = run(&dir, &["dlq", "-d", &queue, "show", &first.id.to_string()]);
+    let (code, shown, _) = run(dir, &["dlq", "-d", &queue, "show", &first.id.to_string()]);
     assert_eq!(code, 0, "{shown}");
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
     assert_eq!(shown["payload"], "order 1: bad address");
@@ -714,27 +778,28 @@ async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
 
     let id = first.id.to_string();
     let (code, stdout, _) = run(
-        &dir,
+        dir,
         &["dlq", "-d", &queue, "redrive", "--id", &id, "--dry-run"],
     );
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains(&id));
-    assert_eq!(dlq_ids(&dir, &queue).len(), 2, "a dry run changes nothing");
+    assert_eq!(dlq_ids(dir, &queue).len(), 2, "a dry run changes nothing");
 
-    let (code, stdout, stderr) = run(&dir, &["dlq", "-d", &queue, "redrive", "--id", &id]);
+    let (code, stdout, stderr) = run(dir, &["dlq", "-d", &queue, "redrive", "--id", &id]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("redriven 1 message(s)"), "{stdout}");
-    assert_eq!(dlq_ids(&dir, &queue), vec![second.id.to_string()]);
+    assert_eq!(dlq_ids(dir, &queue), vec![second.id.to_string()]);
     // The handler is fixed: the redriven message is processed (once), not suppressed.
     consume_until(
         &store,
+        backend,
         &queue,
         handler_fn(|_: Envelope| async { Ok(()) }),
         |t| t.processed == 1,
     )
     .await;
 
-    let (code, stdout, _) = run(&dir, &["dlq", "-d", &queue, "redrive", "--all", "--json"]);
+    let (code, stdout, _) = run(dir, &["dlq", "-d", &queue, "redrive", "--all", "--json"]);
     assert_eq!(code, 0, "{stdout}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(
@@ -742,9 +807,10 @@ async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
         serde_json::json!([second.id.to_string()])
     );
     assert_eq!(report["removed"], 1);
-    assert!(dlq_ids(&dir, &queue).is_empty());
+    assert!(dlq_ids(dir, &queue).is_empty());
     consume_until(
         &store,
+        backend,
         &queue,
         handler_fn(|_: Envelope| async { Ok(()) }),
         |t| t.processed == 1,
@@ -763,7 +829,7 @@ async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
 
     // An id not in the DLQ: exit 1, named.
     let unknown = MessageId::new().to_string();
-    let (code, _, stderr) = run(&dir, &["dlq", "-d", &queue, "redrive", "--id", &unknown]);
+    let (code, _, stderr) = run(dir, &["dlq", "-d", &queue, "redrive", "--id", &unknown]);
     assert_eq!(code, 1);
     assert!(stderr.contains(&unknown), "{stderr}");
 }

@@ -41,6 +41,20 @@ impl MessageId {
         &self.0
     }
 
+    /// When the id was minted, for ids that carry a time (UUID v7, as [`MessageId::new`]
+    /// makes them); `None` for ids derived from foreign or content ids.
+    ///
+    /// ```
+    /// use zerolost_core::MessageId;
+    /// let minted = MessageId::new().minted_at().unwrap();
+    /// assert!(minted.elapsed().unwrap().as_secs() < 5);
+    /// assert!(MessageId::from_native("order-7").minted_at().is_none());
+    /// ```
+    pub fn minted_at(&self) -> Option<std::time::SystemTime> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+    }
+
     /// Maps a foreign producer's native id (any string) to a stable `MessageId`:
     /// a UUID is taken as is, anything else is hashed into a UUID v5, so the same
     /// native id always yields the same `MessageId`.

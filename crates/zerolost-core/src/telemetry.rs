@@ -35,6 +35,9 @@ pub const OUTBOX_ROWS: &str = "zerolost_outbox_rows";
 pub const OUTBOX_OLDEST_PENDING_SECONDS: &str = "zerolost_outbox_oldest_pending_seconds";
 /// Gauge, label `destination`: messages waiting in a dead-letter queue.
 pub const DLQ_DEPTH: &str = "zerolost_dlq_depth";
+/// Gauge, label `destination`: consumer lag in time, the age of the last message a
+/// consumer received (now − the time its id was minted, at enqueue).
+pub const CONSUMER_LAG_SECONDS: &str = "zerolost_consumer_lag_seconds";
 
 pub(crate) fn relay_round(published: usize, retries: usize, parked: usize, lost: usize) {
     metrics::counter!(RELAY_PUBLISHED).increment(published as u64);
@@ -54,6 +57,11 @@ pub(crate) fn relay_store_error() {
 pub(crate) fn consumer_settled(outcome: &'static str, elapsed: Duration) {
     metrics::counter!(CONSUMER_DELIVERIES, "outcome" => outcome).increment(1);
     metrics::histogram!(CONSUMER_SETTLE_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub(crate) fn consumer_lag(destination: &str, lag: Duration) {
+    metrics::gauge!(CONSUMER_LAG_SECONDS, "destination" => destination.to_owned())
+        .set(lag.as_secs_f64());
 }
 
 pub(crate) fn consumer_store_error() {

@@ -330,3 +330,120 @@ async fn the_consume_span_joins_the_producers_trace() {
         "no trace without a traceparent"
     );
 }
+
+/// The consumer counts its deliveries by outcome and reports its lag in time: the age of
+/// the last message it received, from the time its id was minted.
+#[test]
+fn the_consumer_counts_its_deliveries_and_reports_its_lag() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use zerolost_core::telemetry::{CONSUMER_DELIVERIES, CONSUMER_LAG_SECONDS};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let broker = MemoryBroker::new();
+            broker.declare("lagging");
+            broker.declare("lagging.dlq");
+            for body in ["a", "b"] {
+                let envelope = Envelope::new("lagging", body);
+                broker.publisher().publish(&envelope).await.unwrap();
+            }
+            // The messages wait 300 ms before any consumer runs.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let consumer = Consumer::new(
+                MemoryDedupe::new(),
+                handler_fn(|_: Envelope| async { Ok(()) }),
+                DeadLetterPublisher::new(broker.publisher()),
+            );
+            let stop = CancellationToken::new();
+            let task = tokio::spawn({
+                let (consumer, stop, sub) = (
+                    consumer.clone(),
+                    stop.clone(),
+                    broker.subscribe("lagging").unwrap(),
+                );
+                async move { consumer.run(sub, stop).await }
+            });
+            while consumer.totals().processed < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            stop.cancel();
+            task.await.unwrap().unwrap();
+        });
+    });
+    let metrics = snapshotter.snapshot().into_vec();
+    let find = |name: &str, label: (&str, &str)| {
+        metrics.iter().find_map(|(key, _, _, value)| {
+            let key = key.key();
+            (key.name() == name
+                && key
+                    .labels()
+                    .any(|l| l.key() == label.0 && l.value() == label.1))
+            .then_some(value)
+        })
+    };
+    match find(CONSUMER_LAG_SECONDS, ("destination", "lagging")) {
+        Some(DebugValue::Gauge(lag)) => {
+            let lag = lag.into_inner();
+            assert!((0.3..30.0).contains(&lag), "lag {lag} s");
+        }
+        other => panic!("no lag gauge: {other:?}"),
+    }
+    assert_eq!(
+        find(CONSUMER_DELIVERIES, ("outcome", "processed")),
+        Some(&DebugValue::Counter(2))
+    );
+}
+
+/// A publisher whose batch results come back in the wrong order confirms nothing: the relay
+/// marks a row published only on a receipt for that row's own id, and retries the rest.
+#[tokio::test]
+async fn a_receipt_for_another_message_marks_nothing_published() {
+    /// Stores every message, but answers the batch in reverse order.
+    struct Reversed(zerolost_core::memory::MemoryPublisher);
+    #[async_trait]
+    impl Publisher for Reversed {
+        async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
+            self.0.publish(envelope).await
+        }
+        async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
+            let mut results = self.0.publish_batch(envelopes).await;
+            results.reverse();
+            results
+        }
+    }
+
+    let broker = MemoryBroker::new();
+    broker.declare("orders");
+    let outbox = MemoryOutbox::new();
+    let batch = [
+        Envelope::new("orders", "a"),
+        Envelope::new("orders", "b"),
+        Envelope::new("orders", "c"),
+    ];
+    outbox.enqueue_batch(&batch).unwrap();
+    let relay = Relay::new(outbox.clone(), Reversed(broker.publisher()));
+    let round = relay.run_once().await.unwrap();
+    // Reversed, only the middle receipt lands on its own message.
+    assert_eq!((round.published, round.rescheduled), (1, 2));
+    let snapshot = outbox.snapshot(None).await.unwrap();
+    let status = |id| {
+        snapshot
+            .entries
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| (e.status, e.last_error.clone().unwrap_or_default()))
+            .unwrap()
+    };
+    assert_eq!(status(batch[1].id).0, OutboxStatus::Published);
+    for envelope in [&batch[0], &batch[2]] {
+        let (state, error) = status(envelope.id);
+        assert_eq!(state, OutboxStatus::Pending);
+        assert!(error.contains("not for this message"), "{error}");
+    }
+}

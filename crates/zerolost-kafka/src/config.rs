@@ -58,14 +58,20 @@ const CONSUMER_RULES: &[Rule] = &[
         default: "false",
         fix: "keep enable.auto.offset.store=false (zerolost stores an offset only after the message is done)",
     },
+    Rule {
+        setting: "auto.offset.reset",
+        safe: |v| matches!(v, "earliest" | "smallest" | "beginning" | "error"),
+        default: "earliest",
+        fix: "use auto.offset.reset=earliest (a new consumer group starting at the latest offset skips every message published before it joined)",
+    },
 ];
 
 /// Kafka client settings shared by publishers, subscribers and the audit.
 ///
 /// The settings that decide whether a message can be lost are pinned: producers always
 /// run with `acks=all`, `enable.idempotence=true` and at most 5 requests in flight per
-/// connection; consumers with `enable.auto.commit=false` and
-/// `enable.auto.offset.store=false`. Setting any of them to a weaker value is refused with
+/// connection; consumers with `enable.auto.commit=false`,
+/// `enable.auto.offset.store=false` and `auto.offset.reset=earliest`. Setting any of them to a weaker value is refused with
 /// an error naming the setting, unless [`allow_unsafe`](Self::allow_unsafe) names it.
 ///
 /// ```
@@ -151,9 +157,6 @@ impl KafkaConfig {
     pub fn consumer_config(&self, group: &str) -> Result<ClientConfig, KafkaError> {
         let mut config = self.checked(CONSUMER_RULES)?;
         config.set("group.id", group);
-        if !self.settings.contains_key("auto.offset.reset") {
-            config.set("auto.offset.reset", "earliest");
-        }
         Ok(config)
     }
 
@@ -240,13 +243,21 @@ mod tests {
                 zerolost_core::Error::UnsafeConfig { .. }
             ));
         }
-        for key in ["enable.auto.commit", "enable.auto.offset.store"] {
+        for (key, value) in [
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "true"),
+            ("auto.offset.reset", "latest"),
+        ] {
             let err = KafkaConfig::new("b:9092")
-                .set(key, "true")
+                .set(key, value)
                 .consumer_config("g")
                 .expect_err(key);
             assert!(err.to_string().contains(key));
         }
+        let consumer = KafkaConfig::new("b:9092")
+            .consumer_config("g")
+            .expect("defaults");
+        assert_eq!(consumer.get("auto.offset.reset"), Some("earliest"));
     }
 
     #[test]

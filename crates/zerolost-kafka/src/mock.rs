@@ -17,6 +17,7 @@ enum Command {
     CreateTopic(String, i32, i32, Reply),
     BrokerDown(i32, Reply),
     BrokerUp(i32, Reply),
+    ClearProduceErrors(Reply),
     ProduceErrors(Vec<RDKafkaRespErr>, Reply),
     TopicError(String, RDKafkaRespErr, Reply),
     GroupCoordinator(String, i32, Reply),
@@ -91,6 +92,10 @@ impl MockKafka {
                                     .map_err(mock_error("bring a mock broker up")),
                             );
                         }
+                        Command::ClearProduceErrors(reply) => {
+                            cluster.clear_request_errors(RDKafkaApiKey::Produce);
+                            let _ = reply.send(Ok(()));
+                        }
                         Command::ProduceErrors(errors, reply) => {
                             cluster.request_errors(RDKafkaApiKey::Produce, &errors);
                             let _ = reply.send(Ok(()));
@@ -158,8 +163,15 @@ impl MockKafka {
     /// would have refused the later request (`OUT_OF_ORDER_SEQUENCE_NUMBER`); the mock stores
     /// it, so with several requests in flight an injected request error would confirm
     /// messages the mock never stored. One request in flight closes that gap.
+    ///
+    /// Consumers get a 6 s session (heartbeat every second): the mock's group coordinator
+    /// sometimes holds a rebalance until a member's session expires (seen: a second member
+    /// joining stalled the group for the default 45 s), and a short session bounds that.
     pub fn config(&self) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap.clone()).set("max.in.flight.requests.per.connection", "1")
+        KafkaConfig::new(self.bootstrap.clone())
+            .set("max.in.flight.requests.per.connection", "1")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
     }
 
     /// Creates a topic.
@@ -179,9 +191,16 @@ impl MockKafka {
     }
 
     /// Makes the next produce requests fail with `errors`, one per request, in order.
+    /// They stay queued until produce requests take them (see
+    /// [`clear_produce_errors`](Self::clear_produce_errors)).
     pub fn fail_produce_requests(&self, errors: &[RDKafkaRespErr]) -> Result<(), Error> {
         let errors = errors.to_vec();
         self.call(|reply| Command::ProduceErrors(errors, reply))
+    }
+
+    /// Drops the produce errors no request has taken yet.
+    pub fn clear_produce_errors(&self) -> Result<(), Error> {
+        self.call(Command::ClearProduceErrors)
     }
 }
 

@@ -189,10 +189,10 @@ impl Backend for KafkaBackend {
 
 impl KafkaBackend {
     /// For a mock cluster, a fault task for [`zerolost_testkit::scenario`]: every second
-    /// one produce request fails (`NOT_ENOUGH_REPLICAS`, `REQUEST_TIMED_OUT` or
-    /// `NOT_LEADER_FOR_PARTITION` in turn: the idempotent producer retries them), and every
-    /// fourth second broker 2 or 3 (partition leaders, not the group coordinator) goes down
-    /// for 300 ms. `None` on a real cluster.
+    /// the first produce request of the next 200 ms fails (`NOT_ENOUGH_REPLICAS`,
+    /// `REQUEST_TIMED_OUT` or `NOT_LEADER_FOR_PARTITION` in turn: the idempotent producer
+    /// retries them), and every fourth second broker 2 or 3 (partition leaders, not the
+    /// group coordinator) goes down for 300 ms. `None` on a real cluster.
     pub fn mock_chaos(&self) -> Option<zerolost_testkit::scenario::Chaos> {
         use rdkafka::types::RDKafkaRespErr::*;
         const ERRORS: [rdkafka::types::RDKafkaRespErr; 3] = [
@@ -200,32 +200,44 @@ impl KafkaBackend {
             RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
             RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         ];
+        const ERROR_NAMES: [&str; 3] = [
+            "produce_error_not_enough_replicas",
+            "produce_error_request_timed_out",
+            "produce_error_not_leader",
+        ];
         let mock = self.mock.clone()?;
-        Some(Arc::new(move |stop: zerolost_core::CancellationToken| {
-            let mock = mock.clone();
-            Box::pin(async move {
-                let mut injected = 0u64;
-                let mut round = 0usize;
-                while !stop.is_cancelled() {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    round += 1;
-                    if mock.fail_produce_requests(&[ERRORS[round % 3]]).is_ok() {
-                        injected += 1;
-                    }
-                    if round.is_multiple_of(4) {
-                        let broker = if (round / 4).is_multiple_of(2) { 2 } else { 3 };
-                        if mock.broker_down(broker).is_ok() {
-                            injected += 1;
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            let _ = mock.broker_up(broker);
+        Some(Arc::new(
+            move |stop: zerolost_core::CancellationToken,
+                  log: zerolost_testkit::timeline::ChaosLog| {
+                let mock = mock.clone();
+                Box::pin(async move {
+                    let mut round = 0usize;
+                    while !stop.is_cancelled() {
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        round += 1;
+                        // An error episode of 200 ms: the error fails the first produce
+                        // request inside it, or none. Left queued, errors injected while
+                        // the cluster is idle would pile up and fail every later retry of a
+                        // lone request (a dead-letter publish) until it timed out.
+                        if mock.fail_produce_requests(&[ERRORS[round % 3]]).is_ok() {
+                            log.record(ERROR_NAMES[round % 3]);
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            let _ = mock.clear_produce_errors();
+                        }
+                        if round.is_multiple_of(4) {
+                            let broker = if (round / 4).is_multiple_of(2) { 2 } else { 3 };
+                            if mock.broker_down(broker).is_ok() {
+                                log.record("broker_down");
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                let _ = mock.broker_up(broker);
+                            }
                         }
                     }
-                }
-                injected
-            }) as futures::future::BoxFuture<'static, u64>
-        }))
+                }) as futures::future::BoxFuture<'static, ()>
+            },
+        ))
     }
 }

@@ -175,32 +175,33 @@ impl RabbitBackend {
     pub fn connection_chaos(&self) -> Result<zerolost_testkit::scenario::Chaos, RabbitError> {
         let vhost = self.config.uri()?.vhost;
         let api = ManagementApi::new(&test_management_url(), &vhost)?;
-        Ok(Arc::new(move |stop: zerolost_core::CancellationToken| {
-            let api = api.clone();
-            Box::pin(async move {
-                let mut closed = 0u64;
-                let mut round = 0usize;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        Ok(Arc::new(
+            move |stop: zerolost_core::CancellationToken,
+                  log: zerolost_testkit::timeline::ChaosLog| {
+                let api = api.clone();
+                Box::pin(async move {
+                    let mut round = 0usize;
+                    loop {
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        }
+                        let Ok(mut names) = api.connections("zerolost").await else {
+                            continue;
+                        };
+                        if names.is_empty() {
+                            continue;
+                        }
+                        names.sort();
+                        round += 1;
+                        let victim = &names[round % names.len()];
+                        if api.close_connection(victim).await.is_ok() {
+                            log.record("connection_closed");
+                        }
                     }
-                    let Ok(mut names) = api.connections("zerolost").await else {
-                        continue;
-                    };
-                    if names.is_empty() {
-                        continue;
-                    }
-                    names.sort();
-                    round += 1;
-                    let victim = &names[round % names.len()];
-                    if api.close_connection(victim).await.is_ok() {
-                        closed += 1;
-                    }
-                }
-                closed
-            }) as futures::future::BoxFuture<'static, u64>
-        }))
+                }) as futures::future::BoxFuture<'static, ()>
+            },
+        ))
     }
 }
 

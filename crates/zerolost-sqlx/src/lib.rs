@@ -19,6 +19,7 @@
 
 mod dialect;
 mod error;
+mod group;
 mod rows;
 mod store;
 mod tables;

@@ -69,7 +69,7 @@ pub(crate) async fn db_lease(
 }
 
 pub(crate) async fn db_claim(
-    pool: &MySqlPool,
+    conn: &mut MySqlConnection,
     sql: &Statements,
     token: &zerolost_core::ClaimToken,
     lease_ms: i64,
@@ -77,13 +77,13 @@ pub(crate) async fn db_claim(
     let id = *token.id.as_uuid();
     sqlx::query(sqlx::AssertSqlSafe(sql.claim.as_str()))
         .bind(id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     let taken = sqlx::query(sqlx::AssertSqlSafe(sql.claim_take.as_str()))
         .bind(token.token)
         .bind(lease_ms)
         .bind(id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     if taken.rows_affected() == 1 {
         return Ok(ClaimState::Claimed);
@@ -93,17 +93,19 @@ pub(crate) async fn db_claim(
     // duplicate the ledger never saw.
     let counted = sqlx::query(sqlx::AssertSqlSafe(sql.count_duplicate.as_str()))
         .bind(id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     if counted.rows_affected() == 0 {
         return Ok(ClaimState::Held);
     }
     let state: Option<i16> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.state_of.as_str()))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
     Ok(match state {
         Some(state) if state >= crate::rows::PROCESSED => ClaimState::Finished(state),
         _ => ClaimState::Held,
     })
 }
+
+crate::store::direct_inbox_ops!(MySql);

@@ -38,3 +38,5 @@ pub(crate) fn bind_ids<'q>(
 }
 
 crate::store::returning_ops!(Postgres, PgPool);
+
+crate::store::direct_inbox_ops!(Postgres);

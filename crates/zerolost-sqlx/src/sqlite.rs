@@ -1,5 +1,6 @@
 //! SQLite: leases with one atomic `UPDATE … RETURNING` (SQLite serialises writers); WAL
-//! journal, `synchronous = FULL` and a busy timeout.
+//! journal, `synchronous = FULL` and a busy timeout; the inbox's claims and completes are
+//! group-committed ([`crate::group`]).
 
 use sqlx::query::Query;
 use sqlx::sqlite::{
@@ -53,3 +54,29 @@ pub(crate) fn bind_ids<'q>(
 }
 
 crate::store::returning_ops!(Sqlite, SqlitePool);
+
+/// Claims through the store's group-commit writer.
+pub(crate) async fn inbox_claim(
+    inbox: &crate::SqlInbox<Sqlite>,
+    token: &zerolost_core::ClaimToken,
+    lease_ms: i64,
+) -> Result<ClaimState, zerolost_core::Error> {
+    inbox
+        .group
+        .claim(&inbox.pool, &inbox.sql, token.clone(), lease_ms)
+        .await
+}
+
+/// Completes through the store's group-commit writer; `LeaseLost` when the claim was
+/// taken over.
+pub(crate) async fn inbox_complete(
+    inbox: &crate::SqlInbox<Sqlite>,
+    token: &zerolost_core::ClaimToken,
+    outcome: zerolost_core::Outcome,
+    keep_for: std::time::Duration,
+) -> Result<(), zerolost_core::Error> {
+    inbox
+        .group
+        .complete(&inbox.pool, &inbox.sql, token.clone(), outcome, keep_for)
+        .await
+}

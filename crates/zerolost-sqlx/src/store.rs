@@ -26,6 +26,8 @@ use crate::dialect::Statements;
 pub struct SqlStore<DB: Database> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Arc<Statements>,
+    /// The inbox's group-commit writer (SQLite), shared by every inbox of the store.
+    pub(crate) group: crate::group::GroupCommit,
 }
 
 /// The outbox table as an [`OutboxStore`](zerolost_core::OutboxStore), plus `enqueue` in the
@@ -42,13 +44,14 @@ pub struct SqlOutbox<DB: Database> {
 pub struct SqlInbox<DB: Database> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Arc<Statements>,
+    pub(crate) group: crate::group::GroupCommit,
 }
 
 macro_rules! clone_store {
-    ($($t:ident),*) => {$(
+    ($t:ident $(, $extra:ident)*) => {
         impl<DB: Database> Clone for $t<DB> {
             fn clone(&self) -> Self {
-                Self { pool: self.pool.clone(), sql: self.sql.clone() }
+                Self { pool: self.pool.clone(), sql: self.sql.clone() $(, $extra: self.$extra.clone())* }
             }
         }
         impl<DB: Database> std::fmt::Debug for $t<DB> {
@@ -60,9 +63,11 @@ macro_rules! clone_store {
                     .finish()
             }
         }
-    )*};
+    };
 }
-clone_store!(SqlStore, SqlOutbox, SqlInbox);
+clone_store!(SqlStore, group);
+clone_store!(SqlOutbox);
+clone_store!(SqlInbox, group);
 
 impl<DB: Database> SqlStore<DB> {
     /// The table names this store uses.
@@ -136,7 +141,7 @@ macro_rules! sql_backend {
             /// Stores on `pool` using `tables`.
             pub fn new(pool: sqlx::Pool<$db>, tables: $crate::Tables) -> Self {
                 let sql = std::sync::Arc::new($crate::dialect::Statements::new($dialect, &tables));
-                Self { pool, sql }
+                Self { pool, sql, group: Default::default() }
             }
 
             /// Connects a pool to `url` (the password never appears in errors).
@@ -245,7 +250,11 @@ macro_rules! sql_backend {
 
             /// The inbox.
             pub fn inbox(&self) -> $crate::SqlInbox<$db> {
-                $crate::SqlInbox { pool: self.pool.clone(), sql: self.sql.clone() }
+                $crate::SqlInbox {
+                    pool: self.pool.clone(),
+                    sql: self.sql.clone(),
+                    group: self.group.clone(),
+                }
             }
 
             /// Deletes published outbox rows and finished inbox rows past their window, in
@@ -551,21 +560,33 @@ macro_rules! sql_backend {
                 outcome: zerolost_core::Outcome,
                 keep_for: std::time::Duration,
             ) -> Result<(), zerolost_core::Error> {
-                let state = $crate::rows::outcome_state(outcome);
-                let done = sqlx::query(sqlx::AssertSqlSafe(self.sql.complete.as_str()))
-                    .bind(state)
-                    .bind($crate::rows::millis(keep_for))
-                    .bind(*token.id.as_uuid())
-                    .bind(token.token)
-                    .bind(state)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_err("complete"))?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(zerolost_core::Error::LeaseLost { id: token.id })
-                }
+                db_complete(conn, &self.sql, token, outcome, keep_for).await
+            }
+        }
+
+        /// Marks the claim `token` finished with `outcome` on `conn`; `LeaseLost` when the
+        /// claim was taken over.
+        pub(crate) async fn db_complete(
+            conn: &mut $conn,
+            sql: &$crate::dialect::Statements,
+            token: &zerolost_core::ClaimToken,
+            outcome: zerolost_core::Outcome,
+            keep_for: std::time::Duration,
+        ) -> Result<(), zerolost_core::Error> {
+            let state = $crate::rows::outcome_state(outcome);
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql.complete.as_str()))
+                .bind(state)
+                .bind($crate::rows::millis(keep_for))
+                .bind(*token.id.as_uuid())
+                .bind(token.token)
+                .bind(state)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err("complete"))?;
+            if done.rows_affected() == 1 {
+                Ok(())
+            } else {
+                Err(zerolost_core::Error::LeaseLost { id: token.id })
             }
         }
 
@@ -577,9 +598,7 @@ macro_rules! sql_backend {
                 lease: std::time::Duration,
             ) -> Result<zerolost_core::Claim, zerolost_core::Error> {
                 let token = zerolost_core::ClaimToken::new(id);
-                let state = db_claim(&self.pool, &self.sql, &token, $crate::rows::millis(lease))
-                    .await
-                    .map_err(db_err("claim"))?;
+                let state = inbox_claim(self, &token, $crate::rows::millis(lease)).await?;
                 Ok(match state {
                     $crate::dialect::ClaimState::Claimed => zerolost_core::Claim::Claimed(token),
                     $crate::dialect::ClaimState::Finished(state) => {
@@ -598,8 +617,7 @@ macro_rules! sql_backend {
                 outcome: zerolost_core::Outcome,
                 keep_for: std::time::Duration,
             ) -> Result<(), zerolost_core::Error> {
-                let mut conn = self.pool.acquire().await.map_err(db_err("complete"))?;
-                self.complete_in(&mut conn, token, outcome, keep_for).await
+                inbox_complete(self, token, outcome, keep_for).await
             }
 
             async fn release(
@@ -783,7 +801,7 @@ macro_rules! returning_ops {
         }
 
         pub(crate) async fn db_claim(
-            pool: &$pool,
+            conn: &mut <$db as sqlx::Database>::Connection,
             sql: &Statements,
             token: &zerolost_core::ClaimToken,
             lease_ms: i64,
@@ -793,7 +811,7 @@ macro_rules! returning_ops {
                 .bind(id)
                 .bind(token.token)
                 .bind(lease_ms)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *conn)
                 .await?;
             if taken.is_some() {
                 return Ok(ClaimState::Claimed);
@@ -801,7 +819,7 @@ macro_rules! returning_ops {
             let finished: Option<i16> =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql.count_duplicate.as_str()))
                     .bind(id)
-                    .fetch_optional(pool)
+                    .fetch_optional(&mut *conn)
                     .await?;
             Ok(finished.map_or(ClaimState::Held, ClaimState::Finished))
         }
@@ -810,3 +828,34 @@ macro_rules! returning_ops {
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use returning_ops;
+
+/// The inbox's claim and complete, each in a transaction of its own: for databases with
+/// concurrent writers (PostgreSQL, MySQL), where commits of many connections overlap.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! direct_inbox_ops {
+    ($db:ty) => {
+        pub(crate) async fn inbox_claim(
+            inbox: &crate::SqlInbox<$db>,
+            token: &zerolost_core::ClaimToken,
+            lease_ms: i64,
+        ) -> Result<ClaimState, zerolost_core::Error> {
+            let mut conn = inbox.pool.acquire().await.map_err(db_err("claim"))?;
+            Ok(db_claim(&mut conn, &inbox.sql, token, lease_ms)
+                .await
+                .map_err(db_err("claim"))?)
+        }
+
+        pub(crate) async fn inbox_complete(
+            inbox: &crate::SqlInbox<$db>,
+            token: &zerolost_core::ClaimToken,
+            outcome: zerolost_core::Outcome,
+            keep_for: std::time::Duration,
+        ) -> Result<(), zerolost_core::Error> {
+            let mut conn = inbox.pool.acquire().await.map_err(db_err("complete"))?;
+            inbox.complete_in(&mut conn, token, outcome, keep_for).await
+        }
+    };
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use direct_inbox_ops;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use zerolost_core::{Envelope, Handler, HandlerError, MessageId};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -17,6 +18,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone, Default)]
 pub struct EffectLog {
     effects: Arc<Mutex<HashMap<MessageId, u32>>>,
+    first_applied: Arc<Mutex<HashMap<MessageId, DateTime<Utc>>>>,
     distinct: Arc<AtomicU64>,
 }
 
@@ -32,7 +34,9 @@ impl EffectLog {
         let count = effects.entry(id).or_insert(0);
         *count += 1;
         if *count == 1 {
+            drop(effects);
             self.distinct.fetch_add(1, Ordering::Relaxed);
+            lock(&self.first_applied).insert(id, Utc::now());
         }
     }
 
@@ -49,6 +53,11 @@ impl EffectLog {
     /// A copy of all counts.
     pub fn snapshot(&self) -> HashMap<MessageId, u32> {
         lock(&self.effects).clone()
+    }
+
+    /// When each id's effect was first applied.
+    pub fn first_applied(&self) -> HashMap<MessageId, DateTime<Utc>> {
+        lock(&self.first_applied).clone()
     }
 }
 

@@ -15,16 +15,19 @@
 
 mod backend;
 pub mod conformance;
+mod faults;
 mod handler;
 mod publishers;
 pub mod scenario;
 pub mod tasks;
+pub mod timeline;
 mod verdict;
 mod withhold;
 
 pub use backend::{
     Backend, DeadLetter, DedupeHandle, Enqueue, MemoryBackend, MemoryStores, OutboxHandle, Stores,
 };
+pub use faults::{FaultyPublisher, FaultySubscriber};
 pub use handler::{EffectLog, RecordingHandler};
 pub use publishers::{FlakyPublisher, LossyPublisher, RecordingPublisher, SwitchableDedupe};
 pub use verdict::Verdict;

@@ -20,10 +20,13 @@ use zerolost_core::memory::{
 use zerolost_core::{
     Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, ConsumerTotals,
     DedupeStore, Envelope, Error, MessageId, OutboxStatus, OutboxStore, Publisher, ReconcileReport,
-    Reconciler, Relay, RelayConfig, default_dlq_name,
+    Reconciler, Relay, RelayConfig, Subscriber, default_dlq_name,
 };
 
-use crate::{Backend, Enqueue, MemoryBackend, RecordingHandler, Verdict};
+use crate::timeline::{ChaosLog, Latencies, RunRecord, Timeline};
+use crate::{
+    Backend, Enqueue, FaultyPublisher, FaultySubscriber, MemoryBackend, RecordingHandler, Verdict,
+};
 
 /// The outbox and dedupe store a scenario runs on (the broker is always the in-memory
 /// one, with its faults).
@@ -59,20 +62,23 @@ pub enum ScenarioBroker {
     /// The in-memory broker, with the run's seeded faults (lost confirms, failed publishes,
     /// lost acks, relay crashes).
     Memory,
-    /// Any backend (a real or mock broker); its faults come from outside the scenario
-    /// (`chaos`, run alongside until the scenario ends). The backend must refuse payloads
-    /// larger than [`MAX_MESSAGE_BYTES`] permanently.
+    /// Any backend (a real or mock broker). The run's seeded pipeline faults wrap its
+    /// publishers and subscribers ([`FaultyPublisher`], [`FaultySubscriber`]); broker faults
+    /// come from `chaos`, run alongside until the scenario ends. The backend must refuse
+    /// payloads larger than [`MAX_MESSAGE_BYTES`] permanently.
     Backend {
         /// The broker.
         backend: Arc<dyn Backend>,
-        /// Injects broker faults until the token is cancelled; returns how many it injected.
+        /// Injects broker faults until the token is cancelled, noting each in the log.
         chaos: Option<Chaos>,
     },
 }
 
-/// A fault task run beside a scenario: given the stop token, returns the faults injected.
-pub type Chaos =
-    Arc<dyn Fn(CancellationToken) -> futures::future::BoxFuture<'static, u64> + Send + Sync>;
+/// A fault task run beside a scenario: injects broker faults until the stop token is
+/// cancelled and notes each one in the [`ChaosLog`].
+pub type Chaos = Arc<
+    dyn Fn(CancellationToken, ChaosLog) -> futures::future::BoxFuture<'static, ()> + Send + Sync,
+>;
 
 /// Largest payload the scenario's broker accepts; unsendable messages are one byte larger.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -184,6 +190,10 @@ pub struct ScenarioOutcome {
     pub broker: String,
     /// Faults injected into the broker from outside (a backend's chaos task).
     pub broker_faults: u64,
+    /// Messages per stage over time, and every fault on a timeline.
+    pub timeline: Timeline,
+    /// Latency percentiles per stage.
+    pub latencies: Latencies,
 }
 
 /// The designated ids of a run.
@@ -255,6 +265,8 @@ struct Wiring {
     /// The in-memory broker, when the run is on it: relay publishers that crash, and an
     /// exact "nothing in flight" check.
     memory: Option<MemoryBroker>,
+    /// The run's seeded faults (the in-memory broker draws from them itself).
+    faults: Arc<FaultInjector>,
 }
 
 impl Wiring {
@@ -269,25 +281,39 @@ impl Wiring {
                     destination: DESTINATION.to_owned(),
                     backend: Arc::new(MemoryBackend::with_broker(memory.clone())),
                     memory: Some(memory),
+                    faults: faults.clone(),
                 }
             }
             ScenarioBroker::Backend { backend, .. } => Self {
                 destination: backend.destination().await?,
                 backend: backend.clone(),
                 memory: None,
+                faults: faults.clone(),
             },
         })
     }
 
-    /// A relay's publisher; the in-memory one reports a relay "crash" on `hook`.
+    /// A relay's publisher, under the run's faults; it reports a relay "crash" on `hook`.
     async fn relay_publisher(
         &self,
         hook: mpsc::UnboundedSender<()>,
     ) -> Result<Arc<dyn Publisher>, Error> {
         match &self.memory {
             Some(memory) => Ok(Arc::new(memory.crashing_publisher(hook))),
-            None => self.backend.publisher().await,
+            None => Ok(Arc::new(
+                FaultyPublisher::new(self.backend.publisher().await?, self.faults.clone())
+                    .crashing(hook),
+            )),
         }
+    }
+
+    /// A consumer's subscriber, under the run's faults (crash before the ack).
+    async fn subscriber(&self) -> Result<Box<dyn Subscriber>, Error> {
+        let subscriber = self.backend.subscriber(&self.destination).await?;
+        Ok(match &self.memory {
+            Some(_) => subscriber,
+            None => Box::new(FaultySubscriber::new(subscriber, self.faults.clone())),
+        })
     }
 
     async fn dead_letter_ids(&self) -> Result<HashSet<MessageId>, Error> {
@@ -317,13 +343,15 @@ pub async fn run_on(
     stores: impl FnOnce(Arc<FaultInjector>) -> ScenarioStores,
 ) -> Result<ScenarioOutcome, Error> {
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let faults = Arc::new(FaultInjector::new(config.faults.clone()));
     let wiring = Arc::new(Wiring::new(&broker, &faults).await?);
     let chaos_stop = CancellationToken::new();
+    let chaos_log = ChaosLog::new(started);
     let chaos_task = match &broker {
         ScenarioBroker::Backend {
             chaos: Some(chaos), ..
-        } => Some(tokio::spawn(chaos(chaos_stop.clone()))),
+        } => Some(tokio::spawn(chaos(chaos_stop.clone(), chaos_log.clone()))),
         _ => None,
     };
     let ScenarioStores {
@@ -374,7 +402,7 @@ pub async fn run_on(
             wiring.backend.dead_letter_sink().await?,
         )
         .with_config(config.consumer.clone())?;
-        let subscriber = wiring.backend.subscriber(&wiring.destination).await?;
+        let subscriber = wiring.subscriber().await?;
         let stop = shutdown.clone();
         consumers.push(consumer.clone());
         workers.spawn(async move { consumer.run(subscriber, stop).await });
@@ -416,12 +444,11 @@ pub async fn run_on(
 
     shutdown.cancel();
     chaos_stop.cancel();
-    let broker_faults = match chaos_task {
-        Some(task) => task
-            .await
-            .map_err(|e| Error::backend("chaos task", false, e.to_string()))?,
-        None => 0,
-    };
+    if let Some(task) = chaos_task {
+        task.await
+            .map_err(|e| Error::backend("chaos task", false, e.to_string()))?;
+    }
+    let broker_fault_events = chaos_log.events();
     let mut consumer_totals = ConsumerTotals::default();
     while let Some(joined) = workers.join_next().await {
         match joined {
@@ -457,6 +484,16 @@ pub async fn run_on(
         (verdict.processed + verdict.dead_lettered) as u64,
         Ordering::Relaxed,
     );
+    let elapsed = started.elapsed();
+    let record = RunRecord {
+        started_at,
+        elapsed,
+        entries: &snapshot.entries,
+        applied_at: &handler.effects().first_applied(),
+        pipeline_faults: &faults.events(),
+        broker_faults: &broker_fault_events,
+    };
+    let (timeline, latencies) = (record.timeline(), record.latencies());
     Ok(ScenarioOutcome {
         verdict,
         faults: faults.counts(),
@@ -469,10 +506,12 @@ pub async fn run_on(
             .unwrap_or(0),
         reconcile,
         leased_after_shutdown: outbox.counts().await?.leased,
-        elapsed: started.elapsed(),
+        elapsed,
         timed_out,
         broker: wiring.backend.name(),
-        broker_faults,
+        broker_faults: broker_fault_events.len() as u64,
+        timeline,
+        latencies,
     })
 }
 

@@ -258,6 +258,17 @@ async fn check_kafka(config: &Config, checks: &mut Vec<Check>) {
     let Some(kafka) = settings(&target, kafka_config(config), checks) else {
         return;
     };
+    // The consumers of the application share `[kafka.client]`: their settings too.
+    match kafka.consumer_config("zerolost-doctor") {
+        Ok(_) => checks.push(Check::ok(&target, "consumer settings", "safe")),
+        Err(e) => checks.push(Check::new(
+            &target,
+            "consumer settings",
+            Status::Unsafe,
+            e.to_string(),
+            "remove the unsafe consumer setting from kafka.client (or list it in kafka.allow_unsafe, knowing it can lose messages)",
+        )),
+    }
     for destination in &config.destinations {
         let audit = zerolost_kafka::audit(&kafka, destination)
             .await

@@ -51,21 +51,7 @@ pub async fn run(args: RelayArgs) -> Result<ExitCode, Error> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let health = Arc::new(Health::default());
     let stats_interval = config.relay.stats_interval;
-    tokio::spawn(watch_outbox(
-        outbox,
-        stats_interval,
-        health.clone(),
-        shutdown.clone(),
-    ));
-    if !config.relay.dlq_interval.is_zero() && !config.destinations.is_empty() {
-        let dlq = super::dlq::dead_letter_queue(&config).await?;
-        tokio::spawn(watch_dlqs(
-            dlq,
-            config.destinations.clone(),
-            config.relay.dlq_interval,
-            shutdown.clone(),
-        ));
-    }
+    // The recorder is installed before any task records, so no first reading is lost.
     if !config.http.listen.is_empty() {
         let metrics = PrometheusBuilder::new()
             .set_buckets(&[
@@ -93,6 +79,21 @@ pub async fn run(args: RelayArgs) -> Result<ExitCode, Error> {
                 warn!(error = %e, "the metrics server stopped");
             }
         });
+    }
+    tokio::spawn(watch_outbox(
+        outbox,
+        stats_interval,
+        health.clone(),
+        shutdown.clone(),
+    ));
+    if !config.relay.dlq_interval.is_zero() && !config.destinations.is_empty() {
+        let dlq = super::dlq::dead_letter_queue(&config).await?;
+        tokio::spawn(watch_dlqs(
+            dlq,
+            config.destinations.clone(),
+            config.relay.dlq_interval,
+            shutdown.clone(),
+        ));
     }
     info!(
         outbox = db.engine(),

@@ -292,6 +292,15 @@ impl Consumer {
     /// Processes one delivery to its end and settles it with the broker.
     pub async fn process(&self, delivery: Delivery, shutdown: &CancellationToken) -> Disposition {
         let started = std::time::Instant::now();
+        if let Some(lag) = delivery
+            .message
+            .headers
+            .get(crate::MESSAGE_ID_HEADER)
+            .and_then(|v| v.parse::<crate::MessageId>().ok())
+            .and_then(|id| id.minted_at()?.elapsed().ok())
+        {
+            crate::telemetry::consumer_lag(&delivery.message.destination, lag);
+        }
         let span = info_span!(
             "zerolost.consume",
             destination = %delivery.message.destination,

@@ -233,6 +233,20 @@ impl Relay {
 
         let mut confirmed = Vec::with_capacity(envelopes.len());
         for ((lease, attempts), result) in holds.into_iter().zip(results) {
+            // A receipt for another message confirms nothing about this one (a publisher
+            // whose results slipped out of order): retried, never marked on its word.
+            let result = result.and_then(|receipt| {
+                if receipt.id == lease.id {
+                    Ok(receipt)
+                } else {
+                    Err(Error::NotConfirmed {
+                        reason: format!(
+                            "the publisher's confirm is for {}, not for this message",
+                            receipt.id
+                        ),
+                    })
+                }
+            });
             match result {
                 Ok(_) => confirmed.push(lease),
                 Err(error) => {

@@ -452,7 +452,7 @@ fn print_table(r: &DemoReport, o: &ScenarioOutcome) {
     }
     println!();
     println!(
-        "faults injected: {} (publish failed {}, lost confirm {}, confirm timeout {}, crash before ack {}, dedupe outage {}, relay crash {}; relays restarted {})",
+        "faults injected: {} (publish failed {}, lost confirm {}, confirm timeout {}, crash before ack {}, dedupe outage {}, relay crash {}, broker {}; relays restarted {})",
         r.faults_injected,
         f.publish_failed,
         f.lost_confirm,
@@ -460,6 +460,7 @@ fn print_table(r: &DemoReport, o: &ScenarioOutcome) {
         f.crash_before_ack,
         f.dedupe_outage,
         f.relay_crash,
+        r.broker_faults,
         r.relay_restarts
     );
     println!(

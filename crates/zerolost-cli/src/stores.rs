@@ -60,6 +60,20 @@ macro_rules! sql_parts {
     }};
 }
 
+/// The demo's tables on a PostgreSQL or MySQL server (from the environment or the test
+/// server), dropped and migrated anew.
+macro_rules! fresh_server {
+    ($store:ty, $target:ident, $name:literal, $script:literal, $var:literal) => {{
+        let url = default_url(BenchTarget::$target);
+        let store = <$store>::connect(&url, server_tables()?)
+            .await
+            .map_err(|e| unreachable_store($name, $script, $var, &e.to_string()))?;
+        store.drop_tables().await?;
+        store.migrate().await?;
+        store
+    }};
+}
+
 /// Stores opened before the run; memory stores are made when the run's faults exist.
 pub struct DemoStores {
     outbox: Option<OutboxPair>,
@@ -75,28 +89,20 @@ pub async fn open(db: &Path, store: StoreKind, dedupe: DedupeKind) -> Result<Dem
         (StoreKind::Sqlite, _) | (StoreKind::Memory, DedupeKind::Inbox) => {
             Some(sql_parts!(fresh_sqlite(db).await?))
         }
-        (StoreKind::Postgres, _) => {
-            let url = default_url(BenchTarget::Postgres);
-            let store = PgStore::connect(&url, server_tables()?)
-                .await
-                .map_err(|e| {
-                    unreachable_store("PostgreSQL", "postgres", "ZEROLOST_PG_URL", &e.to_string())
-                })?;
-            store.drop_tables().await?;
-            store.migrate().await?;
-            Some(sql_parts!(store))
-        }
-        (StoreKind::Mysql, _) => {
-            let url = default_url(BenchTarget::Mysql);
-            let store = MySqlStore::connect(&url, server_tables()?)
-                .await
-                .map_err(|e| {
-                    unreachable_store("MySQL", "mariadb", "ZEROLOST_MYSQL_URL", &e.to_string())
-                })?;
-            store.drop_tables().await?;
-            store.migrate().await?;
-            Some(sql_parts!(store))
-        }
+        (StoreKind::Postgres, _) => Some(sql_parts!(fresh_server!(
+            PgStore,
+            Postgres,
+            "PostgreSQL",
+            "postgres",
+            "ZEROLOST_PG_URL"
+        ))),
+        (StoreKind::Mysql, _) => Some(sql_parts!(fresh_server!(
+            MySqlStore,
+            Mysql,
+            "MySQL",
+            "mariadb",
+            "ZEROLOST_MYSQL_URL"
+        ))),
         (StoreKind::Memory, _) => None,
     };
     let (outbox, inbox) = match sql {

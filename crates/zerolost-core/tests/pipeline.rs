@@ -222,6 +222,29 @@ async fn retries_follow_the_backoff_then_park() {
     );
 }
 
+/// Runs a consumer with a succeeding handler on `destination` until it processed `n`.
+async fn process_all(broker: &MemoryBroker, destination: &str, n: u64) {
+    let consumer = Consumer::new(
+        MemoryDedupe::new(),
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(broker.publisher()),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop, sub) = (
+            consumer.clone(),
+            stop.clone(),
+            broker.subscribe(destination).unwrap(),
+        );
+        async move { consumer.run(sub, stop).await }
+    });
+    while consumer.totals().processed < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
 /// The consumer's `zerolost.consume` span carries the producer's trace: `trace_id` and
 /// `parent_span_id` from the message's W3C `traceparent` header.
 #[tokio::test]
@@ -288,25 +311,7 @@ async fn the_consume_span_joins_the_producers_trace() {
     let plain = Envelope::new("d", "plain");
     broker.publisher().publish(&traced).await.unwrap();
     broker.publisher().publish(&plain).await.unwrap();
-    let consumer = Consumer::new(
-        MemoryDedupe::new(),
-        handler_fn(|_: Envelope| async { Ok(()) }),
-        DeadLetterPublisher::new(broker.publisher()),
-    );
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop, sub) = (
-            consumer.clone(),
-            stop.clone(),
-            broker.subscribe("d").unwrap(),
-        );
-        async move { consumer.run(sub, stop).await }
-    });
-    while consumer.totals().processed < 2 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    process_all(&broker, "d", 2).await;
     let spans = spans.0.lock().unwrap().clone();
     let of = |id: zerolost_core::MessageId| {
         spans
@@ -355,25 +360,7 @@ fn the_consumer_counts_its_deliveries_and_reports_its_lag() {
             }
             // The messages wait 300 ms before any consumer runs.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let consumer = Consumer::new(
-                MemoryDedupe::new(),
-                handler_fn(|_: Envelope| async { Ok(()) }),
-                DeadLetterPublisher::new(broker.publisher()),
-            );
-            let stop = CancellationToken::new();
-            let task = tokio::spawn({
-                let (consumer, stop, sub) = (
-                    consumer.clone(),
-                    stop.clone(),
-                    broker.subscribe("lagging").unwrap(),
-                );
-                async move { consumer.run(sub, stop).await }
-            });
-            while consumer.totals().processed < 2 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            stop.cancel();
-            task.await.unwrap().unwrap();
+            process_all(&broker, "lagging", 2).await;
         });
     });
     let metrics = snapshotter.snapshot().into_vec();

@@ -216,6 +216,107 @@ async fn relay_daemon_serves_metrics_and_sigterm_leaves_no_lease() {
     assert!(stored.keys().all(|id| sent.contains(id)));
 }
 
+/// The log without its terminal colour codes (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Two relay daemons on one outbox share the rows: both publish, together they publish every
+/// row, and the queue holds each id exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relay_daemons_on_one_outbox_publish_each_row_once() {
+    let Some(backend) = RabbitBackend::local().await else {
+        return;
+    };
+    const N: usize = 10_000;
+    let dir = workdir("two-relays");
+    let destination = RabbitBackend::fresh_name("cli-two-relays");
+    declare_destination(&backend.config, &destination, QueueSpec::default())
+        .await
+        .expect("declare");
+    let store = sqlite(&dir).await;
+    let envelopes: Vec<Envelope> = (0..N)
+        .map(|i| Envelope::new(&destination, format!("order {i}")))
+        .collect();
+    store
+        .outbox()
+        .enqueue_now(&envelopes)
+        .await
+        .expect("enqueue");
+    let mut relays = Vec::new();
+    for name in ["a", "b"] {
+        let file = format!("relay-{name}.toml");
+        std::fs::write(
+            dir.join(&file),
+            rabbit_config_text(&dir, &destination, free_port()),
+        )
+        .expect("config");
+        relays.push(
+            zerolost(&dir)
+                .args(["relay", "--config", &file])
+                .env("ZEROLOST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start a relay"),
+        );
+    }
+    let outbox = store.outbox();
+    let start = Instant::now();
+    while outbox.counts().await.expect("counts").published < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "relays too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut shares = Vec::new();
+    for relay in &mut relays {
+        terminate(relay);
+        assert_eq!(wait_exit(relay, Duration::from_secs(30)), 0);
+        let mut log = String::new();
+        relay
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut log)
+            .expect("log");
+        let log = strip_ansi(&log);
+        let stopped = log
+            .lines()
+            .find(|l| l.contains("relay stopped"))
+            .unwrap_or_else(|| panic!("no stop line: {log}"));
+        let published: usize = stopped
+            .split("published=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {stopped}"));
+        shares.push(published);
+    }
+    assert!(
+        shares.iter().all(|n| *n > 0),
+        "both relays worked: {shares:?}"
+    );
+    assert_eq!(shares.iter().sum::<usize>(), N, "{shares:?}");
+    let stored = zerolost_testkit::ids_of(
+        queue_contents(&backend.config, &destination)
+            .await
+            .expect("queue contents"),
+    );
+    assert_eq!(stored.len(), N, "every id stored");
+    assert!(stored.values().all(|n| *n == 1), "no id stored twice");
+}
+
 /// Declares a classic, non-durable queue `name` (what doctor must flag).
 async fn classic_queue(name: &str) {
     use lapin::options::QueueDeclareOptions;

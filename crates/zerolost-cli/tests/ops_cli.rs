@@ -1,6 +1,7 @@
 //! The operator commands as an operator runs them: `relay` (daemon, SIGTERM), `doctor`,
 //! `outbox stats | park list | unpark`, and the config file's errors and redaction.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -112,24 +113,48 @@ fn rabbit_config_text(dir: &Path, destination: &str, port: u16) -> String {
     )
 }
 
+/// A fresh quorum queue `cli-<tag>`, and a SQLite outbox in a fresh working directory holding
+/// `n` pending orders for it: `(dir, queue, store, the orders' ids)`.
+async fn pending_orders(
+    backend: &RabbitBackend,
+    tag: &str,
+    n: usize,
+) -> (PathBuf, String, SqliteStore, HashSet<MessageId>) {
+    let dir = workdir(tag);
+    let queue = RabbitBackend::fresh_name(&format!("cli-{tag}"));
+    declare_destination(&backend.config, &queue, QueueSpec::default())
+        .await
+        .expect("declare");
+    let store = sqlite(&dir).await;
+    let envelopes: Vec<Envelope> = (0..n)
+        .map(|i| Envelope::new(&queue, format!("order {i}")))
+        .collect();
+    for chunk in envelopes.chunks(5_000) {
+        store.outbox().enqueue_now(chunk).await.expect("enqueue");
+    }
+    let ids = envelopes.iter().map(|e| e.id).collect();
+    (dir, queue, store, ids)
+}
+
+/// The queue holds each of `sent` exactly once, and nothing else.
+async fn assert_each_id_once(backend: &RabbitBackend, queue: &str, sent: &HashSet<MessageId>) {
+    let stored = zerolost_testkit::ids_of(
+        queue_contents(&backend.config, queue)
+            .await
+            .expect("queue contents"),
+    );
+    assert_eq!(stored.len(), sent.len(), "every id stored");
+    assert!(stored.values().all(|n| *n == 1), "no id stored twice");
+    assert!(stored.keys().all(|id| sent.contains(id)), "only sent ids");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_daemon_serves_metrics_and_sigterm_leaves_no_lease() {
     let Some(backend) = RabbitBackend::local().await else {
         return;
     };
     const N: usize = 20_000;
-    let dir = workdir("relay");
-    let destination = RabbitBackend::fresh_name("cli-relay");
-    declare_destination(&backend.config, &destination, QueueSpec::default())
-        .await
-        .expect("declare");
-    let store = sqlite(&dir).await;
-    let envelopes: Vec<Envelope> = (0..N)
-        .map(|i| Envelope::new(&destination, format!("order {i}")))
-        .collect();
-    for chunk in envelopes.chunks(5_000) {
-        store.outbox().enqueue_now(chunk).await.expect("enqueue");
-    }
+    let (dir, destination, store, sent) = pending_orders(&backend, "relay", N).await;
     let port = free_port();
     std::fs::write(
         dir.join("zerolost.toml"),
@@ -205,15 +230,7 @@ async fn relay_daemon_serves_metrics_and_sigterm_leaves_no_lease() {
     }
     terminate(&relay);
     assert_eq!(wait_exit(&mut relay, Duration::from_secs(30)), 0);
-    let stored = zerolost_testkit::ids_of(
-        queue_contents(&backend.config, &destination)
-            .await
-            .expect("queue contents"),
-    );
-    assert_eq!(stored.len(), N, "every id stored");
-    assert!(stored.values().all(|n| *n == 1), "no id stored twice");
-    let sent: std::collections::HashSet<MessageId> = envelopes.iter().map(|e| e.id).collect();
-    assert!(stored.keys().all(|id| sent.contains(id)));
+    assert_each_id_once(&backend, &destination, &sent).await;
 }
 
 /// The log without its terminal colour codes (`ESC [ … m`).
@@ -238,20 +255,7 @@ async fn two_relay_daemons_on_one_outbox_publish_each_row_once() {
         return;
     };
     const N: usize = 10_000;
-    let dir = workdir("two-relays");
-    let destination = RabbitBackend::fresh_name("cli-two-relays");
-    declare_destination(&backend.config, &destination, QueueSpec::default())
-        .await
-        .expect("declare");
-    let store = sqlite(&dir).await;
-    let envelopes: Vec<Envelope> = (0..N)
-        .map(|i| Envelope::new(&destination, format!("order {i}")))
-        .collect();
-    store
-        .outbox()
-        .enqueue_now(&envelopes)
-        .await
-        .expect("enqueue");
+    let (dir, destination, store, sent) = pending_orders(&backend, "two-relays", N).await;
     let mut relays = Vec::new();
     for name in ["a", "b"] {
         let file = format!("relay-{name}.toml");
@@ -308,13 +312,7 @@ async fn two_relay_daemons_on_one_outbox_publish_each_row_once() {
         "both relays worked: {shares:?}"
     );
     assert_eq!(shares.iter().sum::<usize>(), N, "{shares:?}");
-    let stored = zerolost_testkit::ids_of(
-        queue_contents(&backend.config, &destination)
-            .await
-            .expect("queue contents"),
-    );
-    assert_eq!(stored.len(), N, "every id stored");
-    assert!(stored.values().all(|n| *n == 1), "no id stored twice");
+    assert_each_id_once(&backend, &destination, &sent).await;
 }
 
 /// Declares a classic, non-durable queue `name` (what doctor must flag).
@@ -640,20 +638,7 @@ async fn reconcile_finds_messages_deleted_on_the_broker_and_repair_delivers_them
     };
     const N: usize = 300;
     const DELETED: usize = 40;
-    let dir = workdir("reconcile");
-    let queue = RabbitBackend::fresh_name("cli-reconcile");
-    declare_destination(&backend.config, &queue, QueueSpec::default())
-        .await
-        .expect("declare");
-    let store = sqlite(&dir).await;
-    let envelopes: Vec<Envelope> = (0..N)
-        .map(|i| Envelope::new(&queue, format!("order {i}")))
-        .collect();
-    store
-        .outbox()
-        .enqueue_now(&envelopes)
-        .await
-        .expect("enqueue");
+    let (dir, queue, store, _) = pending_orders(&backend, "reconcile", N).await;
     std::fs::write(
         dir.join("zerolost.toml"),
         format!(
@@ -920,7 +905,7 @@ async fn dlq_round_trip(backend: &dyn Backend, dir: &Path, queue: &str, mut conf
     let finished = zerolost_core::ConsumerLedger::finished(&store.inbox(), None)
         .await
         .expect("ledger");
-    let processed: std::collections::HashSet<MessageId> = finished
+    let processed: HashSet<MessageId> = finished
         .entries
         .iter()
         .filter(|e| e.outcome == zerolost_core::Outcome::Processed)

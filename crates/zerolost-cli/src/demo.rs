@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use zerolost_core::memory::{FaultConfig, FaultCounts};
+use zerolost_core::memory::{FaultConfig, FaultCounts, FaultKind};
 use zerolost_core::{CountView, Error};
 use zerolost_kafka::TopicSpec;
 use zerolost_kafka::testkit::KafkaBackend;
@@ -405,16 +405,11 @@ fn report_input<'a>(
     o: &'a ScenarioOutcome,
 ) -> crate::report::ReportInput<'a> {
     let (by_id, by_count) = reconciliation_rows(r);
-    let f = &r.faults;
-    let mut fault_counts = vec![
-        ("publish_failed".to_owned(), f.publish_failed),
-        ("lost_confirm".to_owned(), f.lost_confirm),
-        ("confirm_timeout".to_owned(), f.confirm_timeout),
-        ("crash_before_ack".to_owned(), f.crash_before_ack),
-        ("dedupe_outage".to_owned(), f.dedupe_outage),
-        ("relay_crash".to_owned(), f.relay_crash),
-    ];
-    fault_counts.retain(|(_, n)| *n > 0);
+    let fault_counts = FaultKind::ALL
+        .into_iter()
+        .map(|kind| (kind.name().to_owned(), r.faults.get(kind)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
     crate::report::ReportInput {
         title: format!(
             "{} messages · backend {} · outbox {} · dedupe {} · faults {} · seed {} · {:.1} s",

@@ -780,6 +780,16 @@ async fn dlq_list_show_and_redrive_round_trip_on_rabbitmq() {
     dlq_round_trip(&backend, &dir, &queue, text).await;
 }
 
+/// A config for `broker` with one destination, the SQLite outbox in `dir`, and the broker's
+/// own `section`.
+fn broker_config_text(dir: &Path, broker: &str, destination: &str, section: &str) -> String {
+    format!(
+        "broker = \"{broker}\"\ndestinations = [\"{destination}\"]\n\
+         [outbox]\nurl = \"sqlite://{}\"\n{section}",
+        dir.join("outbox.sqlite").display()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_list_show_and_redrive_round_trip_on_kafka() {
     let Some(backend) = zerolost_kafka::testkit::KafkaBackend::single_node().await else {
@@ -787,13 +797,8 @@ async fn dlq_list_show_and_redrive_round_trip_on_kafka() {
     };
     let dir = workdir("dlq-kafka");
     let topic = backend.destination().await.expect("topic");
-    let text = format!(
-        "broker = \"kafka\"\ndestinations = [\"{topic}\"]\n\
-         [outbox]\nurl = \"sqlite://{}\"\n\
-         [kafka]\nbrokers = \"{}\"\n",
-        dir.join("outbox.sqlite").display(),
-        backend.config.brokers()
-    );
+    let section = format!("[kafka]\nbrokers = \"{}\"\n", backend.config.brokers());
+    let text = broker_config_text(&dir, "kafka", &topic, &section);
     dlq_round_trip(&backend, &dir, &topic, text).await;
 }
 
@@ -804,13 +809,11 @@ async fn dlq_list_show_and_redrive_round_trip_on_rocketmq() {
     };
     let dir = workdir("dlq-rocketmq");
     let topic = backend.destination().await.expect("topic");
-    let text = format!(
-        "broker = \"rocketmq\"\ndestinations = [\"{topic}\"]\n\
-         [outbox]\nurl = \"sqlite://{}\"\n\
-         [rocketmq]\nname_server = \"{}\"\n",
-        dir.join("outbox.sqlite").display(),
+    let section = format!(
+        "[rocketmq]\nname_server = \"{}\"\n",
         zerolost_rocketmq::testkit::test_name_server()
     );
+    let text = broker_config_text(&dir, "rocketmq", &topic, &section);
     dlq_round_trip(&backend, &dir, &topic, text).await;
 }
 

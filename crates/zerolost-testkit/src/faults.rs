@@ -19,6 +19,7 @@
 //! # });
 //! ```
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -106,27 +107,33 @@ impl<P: Publisher> Publisher for FaultyPublisher<P> {
             .iter()
             .map(|_| self.faults.strike(FaultKind::PublishFailed))
             .collect();
-        let sent: Vec<Envelope> = envelopes
-            .iter()
-            .zip(&refused)
-            .filter(|(_, refused)| !**refused)
-            .map(|(e, _)| e.clone())
-            .collect();
+        // Most batches lose nothing here: send them as they are.
+        let sent: Cow<'_, [Envelope]> = if refused.contains(&true) {
+            envelopes
+                .iter()
+                .zip(&refused)
+                .filter(|(_, refused)| !**refused)
+                .map(|(e, _)| e.clone())
+                .collect()
+        } else {
+            Cow::Borrowed(envelopes)
+        };
         let mut stored = self.inner.publish_batch(&sent).await.into_iter();
-        let mut results = Vec::with_capacity(envelopes.len());
-        for refused in refused {
-            if refused {
-                results.push(Err(Self::refused()));
-                continue;
+        // In order: each message not refused takes the next stored result; the confirms
+        // are then lost (or time out) concurrently, as the in-memory broker's are.
+        let answers = refused.into_iter().map(|refused| {
+            let stored = (!refused).then(|| stored.next());
+            async move {
+                match stored {
+                    None => Err(Self::refused()),
+                    Some(Some(result)) => self.lose_confirm(result).await,
+                    Some(None) => Err(Error::NotConfirmed {
+                        reason: "the publisher returned fewer results than messages".into(),
+                    }),
+                }
             }
-            results.push(match stored.next() {
-                Some(result) => self.lose_confirm(result).await,
-                None => Err(Error::NotConfirmed {
-                    reason: "the publisher returned fewer results than messages".into(),
-                }),
-            });
-        }
-        results
+        });
+        futures::future::join_all(answers).await
     }
 }
 

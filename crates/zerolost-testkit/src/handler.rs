@@ -17,9 +17,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// "applied twice". Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct EffectLog {
-    effects: Arc<Mutex<HashMap<MessageId, u32>>>,
-    first_applied: Arc<Mutex<HashMap<MessageId, DateTime<Utc>>>>,
+    effects: Arc<Mutex<HashMap<MessageId, Applied>>>,
     distinct: Arc<AtomicU64>,
+}
+
+/// One id's effects: how many, and when the first was applied.
+#[derive(Clone, Copy)]
+struct Applied {
+    count: u32,
+    first_at: DateTime<Utc>,
 }
 
 impl EffectLog {
@@ -31,18 +37,19 @@ impl EffectLog {
     /// Applies the effect of `id` once more.
     pub fn apply(&self, id: MessageId) {
         let mut effects = lock(&self.effects);
-        let count = effects.entry(id).or_insert(0);
-        *count += 1;
-        if *count == 1 {
-            drop(effects);
+        let applied = effects.entry(id).or_insert_with(|| Applied {
+            count: 0,
+            first_at: Utc::now(),
+        });
+        applied.count += 1;
+        if applied.count == 1 {
             self.distinct.fetch_add(1, Ordering::Relaxed);
-            lock(&self.first_applied).insert(id, Utc::now());
         }
     }
 
     /// How many times `id`'s effect was applied.
     pub fn count(&self, id: MessageId) -> u32 {
-        lock(&self.effects).get(&id).copied().unwrap_or(0)
+        lock(&self.effects).get(&id).map_or(0, |a| a.count)
     }
 
     /// Distinct ids applied.
@@ -52,12 +59,18 @@ impl EffectLog {
 
     /// A copy of all counts.
     pub fn snapshot(&self) -> HashMap<MessageId, u32> {
-        lock(&self.effects).clone()
+        lock(&self.effects)
+            .iter()
+            .map(|(id, a)| (*id, a.count))
+            .collect()
     }
 
     /// When each id's effect was first applied.
     pub fn first_applied(&self) -> HashMap<MessageId, DateTime<Utc>> {
-        lock(&self.first_applied).clone()
+        lock(&self.effects)
+            .iter()
+            .map(|(id, a)| (*id, a.first_at))
+            .collect()
     }
 }
 

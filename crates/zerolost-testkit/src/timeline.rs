@@ -172,14 +172,11 @@ impl RunRecord<'_> {
             .pipeline_faults
             .iter()
             .map(|e| TimedFault {
-                kind: format!("{:?}", e.kind),
+                kind: e.kind.name().to_owned(),
                 at_s: e.after.as_secs_f64(),
             })
             .chain(self.broker_faults.iter().cloned())
             .collect();
-        for fault in &mut faults {
-            fault.kind = snake_case(&fault.kind);
-        }
         faults.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         Timeline {
             bucket_s: bucket,
@@ -225,22 +222,6 @@ fn bucket_width(elapsed: Duration) -> f64 {
         .into_iter()
         .find(|w| *w >= raw)
         .unwrap_or(raw.ceil())
-}
-
-/// `LostConfirm` → `lost_confirm`; already snake case stays.
-fn snake_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

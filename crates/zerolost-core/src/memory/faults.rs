@@ -43,6 +43,18 @@ impl FaultKind {
         FaultKind::RelayCrash,
     ];
 
+    /// The kind's name, as in JSON and the demo's report (`lost_confirm`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            FaultKind::PublishFailed => "publish_failed",
+            FaultKind::LostConfirm => "lost_confirm",
+            FaultKind::ConfirmTimeout => "confirm_timeout",
+            FaultKind::CrashBeforeAck => "crash_before_ack",
+            FaultKind::DedupeOutage => "dedupe_outage",
+            FaultKind::RelayCrash => "relay_crash",
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -160,6 +172,18 @@ pub struct FaultCounts {
 }
 
 impl FaultCounts {
+    /// The faults of `kind`.
+    pub fn get(&self, kind: FaultKind) -> u64 {
+        match kind {
+            FaultKind::PublishFailed => self.publish_failed,
+            FaultKind::LostConfirm => self.lost_confirm,
+            FaultKind::ConfirmTimeout => self.confirm_timeout,
+            FaultKind::CrashBeforeAck => self.crash_before_ack,
+            FaultKind::DedupeOutage => self.dedupe_outage,
+            FaultKind::RelayCrash => self.relay_crash,
+        }
+    }
+
     /// All faults together.
     pub fn total(&self) -> u64 {
         self.publish_failed

@@ -292,15 +292,6 @@ impl Consumer {
     /// Processes one delivery to its end and settles it with the broker.
     pub async fn process(&self, delivery: Delivery, shutdown: &CancellationToken) -> Disposition {
         let started = std::time::Instant::now();
-        if let Some(lag) = delivery
-            .message
-            .headers
-            .get(crate::MESSAGE_ID_HEADER)
-            .and_then(|v| v.parse::<crate::MessageId>().ok())
-            .and_then(|id| id.minted_at()?.elapsed().ok())
-        {
-            crate::telemetry::consumer_lag(&delivery.message.destination, lag);
-        }
         let span = info_span!(
             "zerolost.consume",
             destination = %delivery.message.destination,
@@ -337,6 +328,9 @@ impl Consumer {
         let Some((id, _)) = cfg.id_extractor.extract(&delivery.message) else {
             return self.dead_letter_without_id(delivery, shutdown).await;
         };
+        if let Some(lag) = id.minted_at().and_then(|at| at.elapsed().ok()) {
+            crate::telemetry::consumer_lag(&delivery.message.destination, lag);
+        }
         let envelope = delivery.message.clone().into_envelope(id);
 
         // A claim held by another consumer is waited out here, with the delivery kept: the

@@ -74,7 +74,8 @@ EOF
 }
 
 pid_of() { local f; f="$(node_dir "$1" "$2")/kafka.pid"; [ -f "$f" ] && head -n1 "$f"; }
-node_running() { local pid; pid=$(pid_of "$1" "$2") && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# The node's java names its own directory (its log file) on the command line.
+node_running() { local dir; dir=$(node_dir "$1" "$2"); pid_alive "$dir/kafka.pid" "$dir/server.log"; }
 node_ready() { node_running "$1" "$2" && grep -q "Kafka Server started" "$(node_dir "$1" "$2")/server.log"; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -111,7 +112,8 @@ wait_node() {
   local deadline=$((SECONDS + 120))
   until node_ready "$layout" "$n"; do
     if ! node_running "$layout" "$n"; then
-      tail -n 30 "$(node_dir "$layout" "$n")/server.log" >&2
+      { grep -E ' (ERROR|FATAL) ' "$(node_dir "$layout" "$n")/server.log" | head -n 20
+        tail -n 30 "$(node_dir "$layout" "$n")/server.log"; } >&2
       die "kafka $layout node $n exited"
     fi
     [ $SECONDS -lt $deadline ] || die "kafka $layout node $n did not start within 120s"
@@ -161,7 +163,7 @@ case "${1:-start}" in
   url) bootstrap "${2:-single}" ;;
   kill)
     n=$(node_arg "${2:-}")
-    kill_pidfile "$(node_dir cluster "$n")/kafka.pid" ;;
+    kill_pidfile "$(node_dir cluster "$n")/kafka.pid" "$(node_dir cluster "$n")/server.log" ;;
   restart-node)
     n=$(node_arg "${2:-}")
     stop_node cluster "$n"; jars; start_node cluster "$n"; wait_node cluster "$n" ;;

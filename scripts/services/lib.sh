@@ -68,12 +68,26 @@ wait_until() {
   done
 }
 
-# Sends SIGKILL to the process in a pid file (for chaos tests).
+# pid_alive PIDFILE MARK: the pid file names a live process whose command line contains MARK.
+# A pid file left by an earlier boot (or in a copied state directory) may name a pid the
+# kernel has since given to another program; its command line tells them apart. (Seen in CI on
+# a fresh machine: two Kafka cluster nodes were taken for running, the third waited for a
+# controller quorum that never formed and shut itself down after 60 s.)
+pid_alive() {
+  local file=$1 mark=$2 pid
+  [ -f "$file" ] || return 1
+  pid=$(head -n1 "$file")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$mark"
+}
+
+# kill_pidfile PIDFILE MARK: SIGKILL to the process in a pid file (for chaos tests), only if it
+# is still the one the pid file was written for (see pid_alive).
 kill_pidfile() {
-  local pidfile=$1
-  [ -f "$pidfile" ] || return 0
+  local pidfile=$1 mark=$2
+  pid_alive "$pidfile" "$mark" || return 0
   local pid; pid=$(head -n1 "$pidfile")
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  kill -9 "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
 

@@ -7,13 +7,14 @@ DIR="$STATE_DIR/mariadb"
 DATA="$DIR/data"
 SOCK="$DIR/mysqld.sock"
 PIDFILE="$DIR/mysqld.pid"
+MARK="--datadir=$DATA "
 URL="mysql://zerolost:zerolost@127.0.0.1:$PORT/zerolost"
 
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_install mariadb-server mariadb-client
 SERVER=$(command -v mariadbd || echo /usr/sbin/mariadbd)
 
 ready() { mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1; }
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+running() { pid_alive "$PIDFILE" "$MARK"; }
 
 start() {
   if running && ready; then return 0; fi
@@ -39,7 +40,7 @@ start() {
 
 stop() {
   running || return 0
-  mariadb-admin --socket="$SOCK" -uroot shutdown >/dev/null 2>&1 || kill_pidfile "$PIDFILE"
+  mariadb-admin --socket="$SOCK" -uroot shutdown >/dev/null 2>&1 || kill_pidfile "$PIDFILE" "$MARK"
   for _ in $(seq 1 100); do running || break; sleep 0.1; done
 }
 
@@ -47,7 +48,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
-  kill) kill_pidfile "$PIDFILE"; start ;;
+  kill) kill_pidfile "$PIDFILE" "$MARK"; start ;;
   status) running && ready && echo "mariadb up at 127.0.0.1:$PORT" ;;
   url) echo "$URL" ;;
   *) usage ;;

@@ -47,7 +47,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
-  kill) kill_pidfile "$DATA/postmaster.pid"; rm -f "$DATA/postmaster.pid"; start ;;
+  kill) kill_pidfile "$DATA/postmaster.pid" "-D $DATA "; rm -f "$DATA/postmaster.pid"; start ;;
   status) running && ready && echo "postgres up at 127.0.0.1:$PORT" ;;
   url) echo "$URL" ;;
   *) usage ;;

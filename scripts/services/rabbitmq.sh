@@ -82,7 +82,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
-  kill) kill_pidfile "$DIR/rabbitmq.pid"; wait_port_closed 60 "$PORT" "$MGMT_PORT" "$DIST_PORT"; start ;;
+  kill) kill_pidfile "$DIR/rabbitmq.pid" "-home $DIR "; wait_port_closed 60 "$PORT" "$MGMT_PORT" "$DIST_PORT"; start ;;
   status) ready && echo "rabbitmq up at 127.0.0.1:$PORT (management 127.0.0.1:$MGMT_PORT)" ;;
   url) echo "$URL" ;;
   mgmt-url) echo "$MGMT_URL" ;;

@@ -30,7 +30,7 @@ case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
-  kill) kill_pidfile "$PIDFILE"; start ;;
+  kill) kill_pidfile "$PIDFILE" "127.0.0.1:$PORT"; start ;;
   status) ready && echo "redis up at 127.0.0.1:$PORT" ;;
   url) echo "$URL" ;;
   *) usage ;;

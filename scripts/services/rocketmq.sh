@@ -38,12 +38,13 @@ launch() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -n1 "$1")" 2>/dev/null; }
+# proc_alive NAME: its pid file names a live java started with this process's home.
+proc_alive() { pid_alive "$(proc_dir "$1")/pid" "-Duser.home=$(proc_dir "$1") "; }
 
 # name: namesrv | broker | async
 proc_dir() { echo "$ROOT/$1"; }
 proc_port() { case $1 in namesrv) echo "$NAMESRV_PORT" ;; broker) echo 50911 ;; async) echo 51911 ;; esac; }
-ready() { pid_alive "$(proc_dir "$1")/pid" && grep -q "boot success" "$(proc_dir "$1")/console.log" 2>/dev/null; }
+ready() { proc_alive "$1" && grep -q "boot success" "$(proc_dir "$1")/console.log" 2>/dev/null; }
 
 write_broker_conf() {
   local which=$1 dir; dir=$(proc_dir "$which")
@@ -83,7 +84,7 @@ CONF
 start_proc() {
   local which=$1 dir; dir=$(proc_dir "$which")
   ready "$which" && return 0
-  pid_alive "$dir/pid" && { wait_proc "$which"; return 0; }
+  proc_alive "$which" && { wait_proc "$which"; return 0; }
   port_open "$(proc_port "$which")" && die "port $(proc_port "$which") is taken by another program"
   mkdir -p "$dir"
   : > "$dir/console.log"
@@ -104,7 +105,7 @@ wait_proc() {
   local which=$1 dir; dir=$(proc_dir "$which")
   local deadline=$((SECONDS + 120))
   until ready "$which"; do
-    if ! pid_alive "$dir/pid"; then
+    if ! proc_alive "$which"; then
       grep -v '|-INFO\||-WARN' "$dir/console.log" | tail -n 30 >&2
       die "rocketmq $which exited"
     fi
@@ -115,7 +116,7 @@ wait_proc() {
 
 stop_proc() {
   local which=$1 pidfile; pidfile="$(proc_dir "$1")/pid"
-  pid_alive "$pidfile" || return 0
+  proc_alive "$which" || return 0
   local pid; pid=$(head -n1 "$pidfile")
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
@@ -149,7 +150,7 @@ case "${1:-start}" in
     else ready namesrv && ready broker && echo "rocketmq up: name server $NAMESRV, broker 127.0.0.1:50911 (SYNC_FLUSH)"; fi ;;
   url) echo "$NAMESRV" ;;
   kill)
-    kill_pidfile "$(proc_dir broker)/pid"
+    kill_pidfile "$(proc_dir broker)/pid" "-Duser.home=$(proc_dir broker) "
     start_proc broker; wait_proc broker ;;
   topic)
     [ -n "${2:-}" ] || die "usage: $0 topic NAME [CLUSTER]"

@@ -37,14 +37,14 @@ start() {
 
 stop() {
   ready || return 0
-  kill_pidfile "$PIDFILE"
+  kill_pidfile "$PIDFILE" "-port $PORT"
 }
 
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
-  kill) kill_pidfile "$PIDFILE"; start ;;
+  kill) kill_pidfile "$PIDFILE" "-port $PORT"; start ;;
   status) ready && echo "toxiproxy up at $URL" ;;
   url) echo "$URL" ;;
   *) usage ;;

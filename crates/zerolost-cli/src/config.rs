@@ -222,6 +222,9 @@ pub struct RabbitSection {
     /// How long a batch waits for its publisher confirms.
     #[serde(default, with = "humantime_serde::option")]
     pub confirm_timeout: Option<Duration>,
+    /// Largest payload in bytes, as the broker's `max_message_size`: a larger message is
+    /// refused before sending (the relay parks it) instead of closing the channel.
+    pub max_message_size: Option<usize>,
 }
 
 /// `[rocketmq]`.
@@ -237,6 +240,9 @@ pub struct RocketSection {
     /// How long one synchronous send waits for SEND_OK.
     #[serde(default, with = "humantime_serde::option")]
     pub send_timeout: Option<Duration>,
+    /// Largest message body in bytes, as the broker's `maxMessageSize` (default 4 MiB): a
+    /// larger message is refused before sending (the relay parks it).
+    pub max_message_size: Option<usize>,
 }
 
 /// `[redis]`.

@@ -334,7 +334,7 @@ fn name(value: impl ValueEnum) -> String {
         .unwrap_or_default()
 }
 
-fn rand_seed() -> u64 {
+pub(crate) fn rand_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64 ^ u64::from(std::process::id()))

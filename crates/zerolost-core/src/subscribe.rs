@@ -55,6 +55,39 @@ impl Delivery {
     pub async fn nack(self, requeue: bool) -> Result<(), Error> {
         self.acker.nack(requeue).await
     }
+
+    /// The same message, settled through the acknowledger `wrap` makes of this delivery:
+    /// how a subscriber middleware intercepts acks and nacks (and settles the original
+    /// delivery itself, or not).
+    ///
+    /// ```
+    /// use async_trait::async_trait;
+    /// use zerolost_core::{Acknowledger, Delivery, Error};
+    ///
+    /// /// Counts the acks that pass through.
+    /// struct Counted(Delivery);
+    ///
+    /// #[async_trait]
+    /// impl Acknowledger for Counted {
+    ///     async fn ack(self: Box<Self>) -> Result<(), Error> {
+    ///         println!("ack");
+    ///         self.0.ack().await
+    ///     }
+    ///     async fn nack(self: Box<Self>, requeue: bool) -> Result<(), Error> {
+    ///         self.0.nack(requeue).await
+    ///     }
+    /// }
+    ///
+    /// fn counted(delivery: Delivery) -> Delivery {
+    ///     delivery.wrap(Counted)
+    /// }
+    /// # let _ = counted;
+    /// ```
+    pub fn wrap<A: Acknowledger + 'static>(self, wrap: impl FnOnce(Delivery) -> A) -> Delivery {
+        let (message, redelivered, delivery_count) =
+            (self.message.clone(), self.redelivered, self.delivery_count);
+        Delivery::new(message, redelivered, delivery_count, Box::new(wrap(self)))
+    }
 }
 
 impl fmt::Debug for Delivery {

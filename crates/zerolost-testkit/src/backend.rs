@@ -55,6 +55,18 @@ pub trait Backend: Send + Sync {
     ) -> Result<Option<Arc<dyn zerolost_core::redrive::DeadLetterQueue>>, Error>;
     /// The DLQ's contents for `destination`'s messages.
     async fn dead_letters(&self, destination: &str) -> Result<Vec<DeadLetter>, Error>;
+    /// The ids in `destination`'s DLQ.
+    async fn dead_letter_ids(
+        &self,
+        destination: &str,
+    ) -> Result<std::collections::HashSet<MessageId>, Error> {
+        Ok(self
+            .dead_letters(destination)
+            .await?
+            .into_iter()
+            .filter_map(|d| d.id)
+            .collect())
+    }
     /// How long a test waits for something the broker should do (a delivery, a redelivery).
     fn patience(&self) -> Duration {
         Duration::from_secs(30)

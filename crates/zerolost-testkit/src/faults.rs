@@ -155,16 +155,12 @@ impl<S: Subscriber> FaultySubscriber<S> {
 #[async_trait]
 impl<S: Subscriber> Subscriber for FaultySubscriber<S> {
     async fn next(&mut self) -> Result<Delivery, Error> {
-        let delivery = self.inner.next().await?;
-        Ok(Delivery::new(
-            delivery.message.clone(),
-            delivery.redelivered,
-            delivery.delivery_count,
-            Box::new(CrashingAck {
-                delivery,
-                faults: self.faults.clone(),
-            }),
-        ))
+        let faults = self.faults.clone();
+        Ok(self
+            .inner
+            .next()
+            .await?
+            .wrap(|delivery| CrashingAck { delivery, faults }))
     }
 }
 

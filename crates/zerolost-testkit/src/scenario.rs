@@ -317,13 +317,7 @@ impl Wiring {
     }
 
     async fn dead_letter_ids(&self) -> Result<HashSet<MessageId>, Error> {
-        Ok(self
-            .backend
-            .dead_letters(&self.destination)
-            .await?
-            .into_iter()
-            .filter_map(|d| d.id)
-            .collect())
+        self.backend.dead_letter_ids(&self.destination).await
     }
 
     /// Nothing left in flight inside the broker (the in-memory broker can tell).

@@ -49,17 +49,6 @@ pub struct WithholdingSubscriber<S>(pub S);
 #[async_trait]
 impl<S: Subscriber> Subscriber for WithholdingSubscriber<S> {
     async fn next(&mut self) -> Result<Delivery, Error> {
-        let delivery = self.0.next().await?;
-        let (message, redelivered, count) = (
-            delivery.message.clone(),
-            delivery.redelivered,
-            delivery.delivery_count,
-        );
-        Ok(Delivery::new(
-            message,
-            redelivered,
-            count,
-            Box::new(WithholdAck(delivery)),
-        ))
+        Ok(self.0.next().await?.wrap(WithholdAck))
     }
 }

@@ -1,6 +1,7 @@
 //! Opens what a config names: the outbox database and the relay's publisher.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use zerolost_core::{ConsumerLedger, Error, OutboxStore, Publisher};
 use zerolost_sqlx::{MySqlStore, PgStore, SqliteStore, Tables};
@@ -121,6 +122,33 @@ impl OutboxDb {
     }
 }
 
+/// Runs `open` again while it fails with a retryable error (a database or broker that is
+/// restarting), for up to `limit`, logging each failure: a daemon started during a brief
+/// outage waits for it instead of exiting. Permanent errors (a bad URL, refused
+/// credentials, an unsafe setting) return at once.
+pub async fn patiently<T, F, Fut>(what: &str, limit: Duration, mut open: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match open().await {
+            Ok(value) => return Ok(value),
+            Err(e) if e.is_retryable() && started.elapsed() + delay < limit => {
+                tracing::warn!(error = %e, "cannot open {what} yet; trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How long a daemon waits at start for its database and broker.
+pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
+
 /// The publisher of the `broker` the config names (confirmed publish, safety rules applied).
 pub async fn publisher(config: &Config) -> Result<Arc<dyn Publisher>, Error> {
     let broker = config.broker.ok_or_else(|| {
@@ -177,6 +205,9 @@ pub fn rabbit_config(config: &Config) -> Result<zerolost_rabbitmq::RabbitConfig,
     if let Some(timeout) = section.confirm_timeout {
         rabbit = rabbit.confirm_timeout(timeout);
     }
+    if let Some(bytes) = section.max_message_size {
+        rabbit = rabbit.max_message_size(bytes);
+    }
     rabbit
         .validate()
         .map_err(|e| Error::Config(format!("rabbitmq: {e}")))?;
@@ -198,6 +229,9 @@ pub fn rocket_config(config: &Config) -> Result<zerolost_rocketmq::RocketConfig,
     }
     if let Some(timeout) = section.send_timeout {
         rocket = rocket.send_timeout(timeout);
+    }
+    if let Some(bytes) = section.max_message_size {
+        rocket = rocket.max_message_size(bytes);
     }
     rocket
         .validate()

@@ -1,0 +1,238 @@
+//! The run's child processes: two `zerolost relay` daemons and two `zerolost
+//! chaos-consumer`s, each logging to its own file in the run directory.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use zerolost_core::Error;
+
+use super::world::World;
+
+/// What a child does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `zerolost relay`.
+    Relay,
+    /// `zerolost chaos-consumer`.
+    Consumer,
+}
+
+/// A child that exited when nobody stopped it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnexpectedExit {
+    /// `relay-1`, `consumer-2`, ...
+    pub name: String,
+    /// How it ended.
+    pub status: String,
+    /// Seconds into the run.
+    pub at_s: f64,
+}
+
+/// How a child answered the final SIGTERM.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shutdown {
+    /// Its name.
+    pub name: String,
+    /// Its exit code (`None`: killed after the grace period, or by a signal).
+    pub exit_code: Option<i32>,
+    /// Seconds from SIGTERM to exit.
+    pub took_s: f64,
+}
+
+struct Proc {
+    role: Role,
+    name: String,
+    child: Option<Child>,
+}
+
+/// The children of a run.
+pub struct Procs {
+    exe: PathBuf,
+    config: PathBuf,
+    destination: String,
+    effects_table: String,
+    reruns_table: String,
+    redis_prefix: Option<String>,
+    run_dir: PathBuf,
+    procs: Vec<Proc>,
+    started: tokio::time::Instant,
+    /// Children that exited on their own (each was started again).
+    pub unexpected: Vec<UnexpectedExit>,
+}
+
+impl Procs {
+    /// `relays` relays and `consumers` consumers of `world`, not started yet.
+    pub fn new(world: &World, relays: usize, consumers: usize) -> Result<Self, Error> {
+        let exe = std::env::current_exe()
+            .map_err(|e| Error::Config(format!("cannot find the zerolost binary: {e}")))?;
+        let mut procs = Vec::new();
+        for i in 1..=relays {
+            procs.push(Proc {
+                role: Role::Relay,
+                name: format!("relay-{i}"),
+                child: None,
+            });
+        }
+        for i in 1..=consumers {
+            procs.push(Proc {
+                role: Role::Consumer,
+                name: format!("consumer-{i}"),
+                child: None,
+            });
+        }
+        Ok(Self {
+            exe,
+            config: world.config_path.clone(),
+            destination: world.destination.clone(),
+            effects_table: world.effects_table.clone(),
+            reruns_table: world.reruns_table.clone(),
+            redis_prefix: world.redis_prefix.clone(),
+            run_dir: world.run_dir.clone(),
+            procs,
+            started: tokio::time::Instant::now(),
+            unexpected: Vec::new(),
+        })
+    }
+
+    /// Indexes of the children with `role`.
+    pub fn of(&self, role: Role) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|&i| self.procs[i].role == role)
+            .collect()
+    }
+
+    /// Child `i`'s name.
+    pub fn name(&self, i: usize) -> &str {
+        &self.procs[i].name
+    }
+
+    /// Starts every child.
+    pub fn start_all(&mut self) -> Result<(), Error> {
+        for i in 0..self.procs.len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts child `i` (its log file is appended to).
+    pub fn start(&mut self, i: usize) -> Result<(), Error> {
+        let proc = &self.procs[i];
+        let log_path = self.run_dir.join(format!("{}.log", proc.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::Config(format!("cannot open {}: {e}", log_path.display())))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| Error::Config(format!("cannot open {}: {e}", log_path.display())))?;
+        let mut command = Command::new(&self.exe);
+        match proc.role {
+            Role::Relay => {
+                command.arg("relay").arg("--config").arg(&self.config);
+            }
+            Role::Consumer => {
+                command
+                    .arg("chaos-consumer")
+                    .arg("--config")
+                    .arg(&self.config)
+                    .args(["--destination", &self.destination])
+                    .args(["--name", &proc.name])
+                    .args(["--effects-table", &self.effects_table]);
+                if let Some(prefix) = &self.redis_prefix {
+                    command
+                        .args(["--redis-prefix", prefix])
+                        .args(["--reruns-table", &self.reruns_table]);
+                }
+            }
+        }
+        let child = command
+            .env_remove("ZEROLOST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| Error::Config(format!("cannot start {}: {e}", proc.name)))?;
+        self.procs[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Sends `signal` to child `i` (if it runs).
+    pub fn signal(&self, i: usize, signal: Signal) {
+        if let Some(pid) = self.procs[i].child.as_ref().and_then(Child::id) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+        }
+    }
+
+    /// kill -9 of child `i`; waits until it is gone.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.procs[i].child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Waits up to `limit` for child `i` to exit; `None` if it still runs.
+    pub async fn wait_exit(&mut self, i: usize, limit: Duration) -> Option<ExitStatus> {
+        let child = self.procs[i].child.as_mut()?;
+        let status = tokio::time::timeout(limit, child.wait()).await.ok()?.ok();
+        self.procs[i].child = None;
+        status
+    }
+
+    /// Notes and restarts children that exited on their own.
+    pub fn reap(&mut self) -> Result<(), Error> {
+        for i in 0..self.procs.len() {
+            let exited = match self.procs[i].child.as_mut().map(Child::try_wait) {
+                Some(Ok(Some(status))) => status,
+                _ => continue,
+            };
+            self.procs[i].child = None;
+            self.unexpected.push(UnexpectedExit {
+                name: self.procs[i].name.clone(),
+                status: exited.to_string(),
+                at_s: self.started.elapsed().as_secs_f64(),
+            });
+            eprintln!(
+                "chaos: {} exited on its own ({exited}); see its log in {}; starting it again",
+                self.procs[i].name,
+                self.run_dir.display()
+            );
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to every child, then waits up to `grace` for each; the rest are killed.
+    pub async fn terminate_all(&mut self, grace: Duration) -> Vec<Shutdown> {
+        let sent = tokio::time::Instant::now();
+        for i in 0..self.procs.len() {
+            self.signal(i, Signal::SIGTERM);
+        }
+        let mut out = Vec::new();
+        for i in 0..self.procs.len() {
+            let name = self.procs[i].name.clone();
+            let left = grace.saturating_sub(sent.elapsed());
+            let status = self.wait_exit(i, left).await;
+            if status.is_none() {
+                self.kill(i).await;
+            }
+            out.push(Shutdown {
+                name,
+                exit_code: status.and_then(|s| s.code()),
+                took_s: round3(sent.elapsed().as_secs_f64()),
+            });
+        }
+        out
+    }
+}
+
+/// Rounds to milliseconds, for the report.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

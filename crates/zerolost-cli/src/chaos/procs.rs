@@ -151,6 +151,15 @@ impl Procs {
                 }
             }
         }
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it allocates nothing and takes no lock.
+        unsafe {
+            command.pre_exec(|| {
+                // The child dies with this process (killed, crashed, interrupted): no relay
+                // of an abandoned run keeps leasing rows from the next run's outbox.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
         let child = command
             .env_remove("ZEROLOST_LOG")
             .stdin(Stdio::null())

@@ -157,6 +157,10 @@ pub struct RelaySection {
     /// How often the DLQ depth of each of `destinations` is read (`0s`: never).
     #[serde(with = "humantime_serde")]
     pub dlq_interval: Duration,
+    /// How long the daemon waits at start for an outbox or broker that is unreachable
+    /// (restarting) before it gives up and exits 2 (`0s`: at once).
+    #[serde(with = "humantime_serde")]
+    pub startup_patience: Duration,
 }
 
 impl Default for RelaySection {
@@ -171,6 +175,7 @@ impl Default for RelaySection {
             idle_poll: relay.idle_poll,
             stats_interval: Duration::from_secs(5),
             dlq_interval: Duration::from_secs(60),
+            startup_patience: Duration::from_secs(60),
         }
     }
 }

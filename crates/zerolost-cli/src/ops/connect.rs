@@ -146,7 +146,7 @@ where
     }
 }
 
-/// How long a daemon waits at start for its database and broker.
+/// How long a chaos consumer waits at start for its database, broker and Redis.
 pub const STARTUP_PATIENCE: Duration = Duration::from_secs(120);
 
 /// The publisher of the `broker` the config names (confirmed publish, safety rules applied).
@@ -252,4 +252,48 @@ pub async fn ledger(config: &Config) -> Result<Arc<dyn ConsumerLedger>, Error> {
     Err(Error::Config(
         "reconcile needs the consumers' ledger: an [inbox] section (SQL inbox) or [redis]".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn patiently_retries_outages_and_returns_permanent_errors_at_once() {
+        let calls = AtomicU32::new(0);
+        let opened = patiently("a store", Duration::from_secs(10), || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(Error::unavailable("db", "restarting")),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(opened.unwrap(), 2, "two outages waited out");
+
+        let calls = AtomicU32::new(0);
+        let refused = patiently("a store", Duration::from_secs(10), || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(Error::Config("bad url".into()))
+        })
+        .await;
+        assert!(matches!(refused, Err(Error::Config(_))));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a permanent error is not retried"
+        );
+
+        let started = tokio::time::Instant::now();
+        let gave_up = patiently("a store", Duration::from_millis(500), || async {
+            Err::<(), _>(Error::unavailable("db", "down"))
+        })
+        .await;
+        assert!(gave_up.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "gave up near the limit"
+        );
+    }
 }

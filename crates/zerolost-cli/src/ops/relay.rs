@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use zerolost_core::{Error, OutboxStore, Relay, telemetry};
 
 use super::ConfigArg;
-use super::connect::{OutboxDb, STARTUP_PATIENCE, patiently, publisher};
+use super::connect::{OutboxDb, patiently, publisher};
 
 /// Arguments of `zerolost relay`.
 #[derive(Debug, Args)]
@@ -39,15 +39,13 @@ struct Health {
 pub async fn run(args: RelayArgs) -> Result<ExitCode, Error> {
     let config = args.config.load()?;
     let section = config.outbox()?;
-    let db = patiently("the outbox", STARTUP_PATIENCE, || {
-        OutboxDb::connect(section)
-    })
-    .await?;
+    let patience = config.relay.startup_patience;
+    let db = patiently("the outbox", patience, || OutboxDb::connect(section)).await?;
     if section.migrate {
-        patiently("the outbox tables", STARTUP_PATIENCE, || db.migrate()).await?;
+        patiently("the outbox tables", patience, || db.migrate()).await?;
     }
     let outbox = db.outbox();
-    let broker = patiently("the broker", STARTUP_PATIENCE, || publisher(&config)).await?;
+    let broker = patiently("the broker", patience, || publisher(&config)).await?;
     let relay = Relay::new(outbox.clone(), broker).with_config(config.relay_config())?;
 
     let shutdown = CancellationToken::new();

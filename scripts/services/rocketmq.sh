@@ -44,7 +44,13 @@ proc_alive() { pid_alive "$(proc_dir "$1")/pid" "-Duser.home=$(proc_dir "$1") ";
 # name: namesrv | broker | async
 proc_dir() { echo "$ROOT/$1"; }
 proc_port() { case $1 in namesrv) echo "$NAMESRV_PORT" ;; broker) echo 50911 ;; async) echo 51911 ;; esac; }
-ready() { proc_alive "$1" && grep -q "boot success" "$(proc_dir "$1")/console.log" 2>/dev/null; }
+# A broker is ready once the name server knows it (clients and topic creation look it up
+# there): "boot success" comes first, the registration a moment later.
+registered() { grep -q "Registering current broker to name server completed" "$(proc_dir "$1")/logs/rocketmqlogs/broker.log" 2>/dev/null; }
+ready() {
+  proc_alive "$1" && grep -q "boot success" "$(proc_dir "$1")/console.log" 2>/dev/null || return 1
+  [ "$1" = namesrv ] || registered "$1"
+}
 
 write_broker_conf() {
   local which=$1 dir; dir=$(proc_dir "$which")
@@ -94,6 +100,8 @@ start_proc() {
     launch "$dir" "-Xms128m -Xmx256m" org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.properties"
   else
     write_broker_conf "$which"
+    # This start's registration is what `ready` waits for, not an earlier one.
+    [ -f "$dir/logs/rocketmqlogs/broker.log" ] && mv "$dir/logs/rocketmqlogs/broker.log" "$dir/logs/rocketmqlogs/broker.log.prev"
     log "rocketmq: starting broker $which on 127.0.0.1:$(proc_port "$which")"
     launch "$dir" "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m" \
       org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf"

@@ -67,6 +67,17 @@ pub struct OutboxEntry {
     pub published_at: Option<DateTime<Utc>>,
 }
 
+impl Snapshot<OutboxEntry> {
+    /// The ids of the rows in `status` (e.g. the parked ones, for a verdict by id).
+    pub fn ids_in(&self, status: OutboxStatus) -> std::collections::HashSet<MessageId> {
+        self.entries
+            .iter()
+            .filter(|e| e.status == status)
+            .map(|e| e.id)
+            .collect()
+    }
+}
+
 /// The outbox as the [`Relay`](crate::Relay) and [`Reconciler`](crate::Reconciler) use it.
 ///
 /// Rows are never deleted unsent: a row that cannot be sent is parked with its reason.

@@ -453,12 +453,7 @@ pub async fn run_on(
     }
 
     let snapshot = outbox.snapshot(None).await?;
-    let parked: HashSet<MessageId> = snapshot
-        .entries
-        .iter()
-        .filter(|e| e.status == OutboxStatus::Parked)
-        .map(|e| e.id)
-        .collect();
+    let parked = snapshot.ids_in(OutboxStatus::Parked);
     let produced: Vec<MessageId> = plan.envelopes.iter().map(|e| e.id).collect();
     let designated_poison: HashSet<MessageId> =
         plan.poison.union(&plan.permanent).copied().collect();

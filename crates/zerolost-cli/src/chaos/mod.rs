@@ -254,17 +254,8 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
 
     let snapshot = patiently(|| world.outbox.snapshot(None)).await?;
     let produced_ids: Vec<MessageId> = snapshot.entries.iter().map(|e| e.id).collect();
-    let parked: HashSet<MessageId> = snapshot
-        .entries
-        .iter()
-        .filter(|e| e.status == OutboxStatus::Parked)
-        .map(|e| e.id)
-        .collect();
-    let published = snapshot
-        .entries
-        .iter()
-        .filter(|e| e.status == OutboxStatus::Published)
-        .count();
+    let parked = snapshot.ids_in(OutboxStatus::Parked);
+    let published = snapshot.ids_in(OutboxStatus::Published).len();
     let effects = patiently(|| world.db.counts(&world.effects_table)).await?;
     let dead: HashSet<MessageId> = patiently(|| dead_letter_ids(world)).await?;
     let verdict = Verdict::compute(

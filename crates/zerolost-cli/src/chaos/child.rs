@@ -90,7 +90,7 @@ pub async fn run(args: ConsumerArgs) -> Result<ExitCode, Error> {
                 None => dedupe,
             };
             let handler = DirectEffects {
-                db: effects_db(&outbox),
+                db: EffectsDb::of(&outbox),
                 effects,
                 reruns: args.reruns_table.clone().ok_or_else(|| {
                     Error::Config("chaos-consumer with [redis] needs --reruns-table".into())
@@ -128,15 +128,6 @@ fn print_totals(name: &str, totals: &ConsumerTotals) {
     match serde_json::to_string(totals) {
         Ok(json) => println!("chaos-consumer {name} stopped: {json}"),
         Err(e) => println!("chaos-consumer {name} stopped ({e})"),
-    }
-}
-
-/// The pool under a SQL store, for effects written outside the inbox.
-pub fn effects_db(db: &OutboxDb) -> EffectsDb {
-    match db {
-        OutboxDb::Sqlite(s) => EffectsDb::Sqlite(s.pool().clone()),
-        OutboxDb::Postgres(s) => EffectsDb::Postgres(s.pool().clone()),
-        OutboxDb::MySql(s) => EffectsDb::MySql(s.pool().clone()),
     }
 }
 

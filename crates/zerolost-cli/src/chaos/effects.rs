@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use zerolost_core::{Envelope, Error, Handler, HandlerError, MessageId};
 use zerolost_sqlx::TransactionalHandler;
 
+use crate::ops::connect::OutboxDb;
+
 /// Header naming a designated poison message and how its handler fails: `retryable`
 /// (dead-lettered after the consumer's attempts) or `permanent` (at once).
 pub const POISON_HEADER: &str = "x-chaos-poison";
@@ -56,6 +58,15 @@ macro_rules! on_pool {
 }
 
 impl EffectsDb {
+    /// The pool under one of the CLI's SQL stores.
+    pub fn of(db: &OutboxDb) -> Self {
+        match db {
+            OutboxDb::Sqlite(s) => Self::Sqlite(s.pool().clone()),
+            OutboxDb::Postgres(s) => Self::Postgres(s.pool().clone()),
+            OutboxDb::MySql(s) => Self::MySql(s.pool().clone()),
+        }
+    }
+
     /// Drops and creates the table `table` (`msg_id`, `consumer`; no key, so doubles show).
     pub async fn recreate(&self, table: &str) -> Result<(), Error> {
         let drop = format!("DROP TABLE IF EXISTS {table}");

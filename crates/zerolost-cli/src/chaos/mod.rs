@@ -35,6 +35,8 @@ use inject::Injected;
 use procs::{Procs, Shutdown, UnexpectedExit, round3};
 use world::{MAX_MESSAGE_BYTES, World, backend_name};
 
+use crate::ops::connect::patiently;
+
 /// The broker of a chaos run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -148,6 +150,10 @@ struct ChaosReport {
     ok: bool,
 }
 
+/// How long the final readings wait for a service the last fault restarted (a pooled
+/// connection may have been cut).
+const FINAL_READ: Duration = Duration::from_secs(10);
+
 /// What the producer made.
 struct Produced {
     poison: HashSet<MessageId>,
@@ -252,12 +258,16 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
     procs.reap()?;
     let shutdown = procs.terminate_all(Duration::from_secs(30)).await;
 
-    let snapshot = patiently(|| world.outbox.snapshot(None)).await?;
+    let snapshot = patiently("the outbox", FINAL_READ, || world.outbox.snapshot(None)).await?;
     let produced_ids: Vec<MessageId> = snapshot.entries.iter().map(|e| e.id).collect();
     let parked = snapshot.ids_in(OutboxStatus::Parked);
     let published = snapshot.ids_in(OutboxStatus::Published).len();
-    let effects = patiently(|| world.db.counts(&world.effects_table)).await?;
-    let dead: HashSet<MessageId> = patiently(|| dead_letter_ids(world)).await?;
+    let effects = patiently("the effects", FINAL_READ, || {
+        world.db.counts(&world.effects_table)
+    })
+    .await?;
+    let dead: HashSet<MessageId> =
+        patiently("the DLQ", FINAL_READ, || dead_letter_ids(world)).await?;
     let verdict = Verdict::compute(
         &produced_ids,
         &effects,
@@ -266,9 +276,18 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         &produced.poison,
         &produced.unsendable,
     );
-    let leased_after_shutdown = patiently(|| world.outbox.counts()).await?.leased;
-    let duplicates_suppressed = patiently(|| world.ledger.duplicates_suppressed()).await?;
-    let handler_reruns = patiently(|| world.db.rows(&world.reruns_table)).await?;
+    let leased_after_shutdown =
+        patiently("the outbox counts", FINAL_READ, || world.outbox.counts())
+            .await?
+            .leased;
+    let duplicates_suppressed = patiently("the ledger", FINAL_READ, || {
+        world.ledger.duplicates_suppressed()
+    })
+    .await?;
+    let handler_reruns = patiently("the re-runs", FINAL_READ, || {
+        world.db.rows(&world.reruns_table)
+    })
+    .await?;
     let mut faults = BTreeMap::new();
     for f in &fault_log {
         *faults.entry(f.kind.name()).or_default() += 1;
@@ -341,12 +360,13 @@ async fn produce(
     while i < messages {
         let mut batch = Vec::with_capacity(BATCH);
         for n in i..(i + BATCH).min(messages) {
-            let mut envelope = if n % 5000 == 2499 {
+            let unsendable = n % 5000 == 2499;
+            let mut envelope = if unsendable {
                 Envelope::new(&destination, Bytes::from(vec![b'x'; MAX_MESSAGE_BYTES + 1]))
             } else {
                 Envelope::new(&destination, format!("{{\"order\":{n}}}"))
             };
-            if n % 5000 == 2499 {
+            if unsendable {
                 out.unsendable.insert(envelope.id);
             } else if n % 1000 == 999 {
                 let how = if n % 2000 == 999 {
@@ -424,24 +444,6 @@ async fn settle(
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// A final reading, tried again for a while: the services were just restarted, and a
-/// pooled connection may have been cut.
-async fn patiently<T, F: Future<Output = Result<T, Error>>>(
-    read: impl Fn() -> F,
-) -> Result<T, Error> {
-    let mut attempt = 0;
-    loop {
-        match read().await {
-            Ok(value) => return Ok(value),
-            Err(e) if attempt < 10 && e.is_retryable() => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
     }
 }
 

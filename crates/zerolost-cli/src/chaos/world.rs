@@ -214,7 +214,7 @@ impl World {
         let db = open_db(&direct_url).await?;
         let effects_table = format!("{TABLE_PREFIX}effects");
         let reruns_table = format!("{TABLE_PREFIX}reruns");
-        let effects = super::child::effects_db(&db);
+        let effects = EffectsDb::of(&db);
         effects.recreate(&effects_table).await?;
         effects.recreate(&reruns_table).await?;
 

@@ -124,7 +124,8 @@ impl OutboxDb {
 
 /// Runs `open` again while it fails with a retryable error (a database or broker that is
 /// restarting), for up to `limit`, logging each failure: a daemon started during a brief
-/// outage waits for it instead of exiting. Permanent errors (a bad URL, refused
+/// outage waits for it instead of exiting (and a chaos run's final readings wait for the
+/// service its last fault restarted). Permanent errors (a bad URL, refused
 /// credentials, an unsafe setting) return at once.
 pub async fn patiently<T, F, Fut>(what: &str, limit: Duration, mut open: F) -> Result<T, Error>
 where
@@ -137,7 +138,7 @@ where
         match open().await {
             Ok(value) => return Ok(value),
             Err(e) if e.is_retryable() && started.elapsed() + delay < limit => {
-                tracing::warn!(error = %e, "cannot open {what} yet; trying again in {delay:?}");
+                tracing::warn!(error = %e, "cannot reach {what} yet; trying again in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

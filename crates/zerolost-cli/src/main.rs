@@ -106,6 +106,9 @@ fn main() -> ExitCode {
         Command::Chaos(args) => runtime.block_on(chaos::run(args)),
         Command::ChaosConsumer(args) => runtime.block_on(chaos::child::run(args)),
     };
+    // Dropping a runtime waits without limit for blocking work (a client's thread stuck on
+    // a dead socket); the command is done, so the exit waits 5 s at most.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(code) => code,
         Err(e) => {

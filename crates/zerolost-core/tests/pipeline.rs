@@ -177,6 +177,98 @@ fn impossible_settings_are_refused() {
         "{err}"
     );
     assert!(!err.is_retryable());
+    let err = Consumer::new(
+        MemoryDedupe::new(),
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(broker.publisher()),
+    )
+    .with_config(ConsumerConfig {
+        drain_timeout: Duration::from_secs(1),
+        ..ConsumerConfig::default()
+    })
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .contains("drain_timeout (1s) must be at least shutdown_grace (5s)"),
+        "{err}"
+    );
+}
+
+/// Shutdown with a handler that never returns: the consumer stops after `drain_timeout`,
+/// the stuck delivery unacknowledged (abandoned); once its claim expires another consumer
+/// applies it once, and the message whose handler finished is not applied again.
+#[tokio::test(start_paused = true)]
+async fn shutdown_cuts_off_a_stuck_handler_after_the_drain_timeout() {
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let dedupe = MemoryDedupe::new();
+    let (stuck, done) = (Envelope::new("d", "stuck"), Envelope::new("d", "done"));
+    broker.publisher().publish(&stuck).await.unwrap();
+    broker.publisher().publish(&done).await.unwrap();
+    let applied = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let consumer_with = |hang_on: Option<zerolost_core::MessageId>| {
+        let applied = applied.clone();
+        Consumer::new(
+            dedupe.clone(),
+            handler_fn(move |env: Envelope| {
+                let applied = applied.clone();
+                async move {
+                    if Some(env.id) == hang_on {
+                        std::future::pending::<()>().await;
+                    }
+                    applied.lock().unwrap().push(env.id);
+                    Ok(())
+                }
+            }),
+            DeadLetterPublisher::new(broker.publisher()),
+        )
+        .with_config(ConsumerConfig {
+            concurrency: 2,
+            claim_lease: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            ..ConsumerConfig::default()
+        })
+        .unwrap()
+    };
+
+    let first = consumer_with(Some(stuck.id));
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let (first, stop, sub) = (first.clone(), stop.clone(), broker.subscribe("d").unwrap());
+        async move { first.run(sub, stop).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*applied.lock().unwrap(), vec![done.id]);
+    let stopping = tokio::time::Instant::now();
+    stop.cancel();
+    let totals = run.await.unwrap().unwrap();
+    assert_eq!(
+        stopping.elapsed(),
+        Duration::from_secs(10),
+        "bounded by drain_timeout"
+    );
+    assert_eq!((totals.processed, totals.abandoned), (1, 1));
+    assert_eq!(
+        broker.depth("d"),
+        (1, 0),
+        "the stuck delivery is back on its queue"
+    );
+
+    let second = consumer_with(None);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn({
+        let (second, stop, sub) = (second.clone(), stop.clone(), broker.subscribe("d").unwrap());
+        async move { second.run(sub, stop).await }
+    });
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    stop.cancel();
+    let totals = run.await.unwrap().unwrap();
+    assert_eq!(totals.processed, 1, "applied after the stuck claim expired");
+    assert_eq!(*applied.lock().unwrap(), vec![done.id, stuck.id]);
+    assert_eq!(broker.depth("d"), (0, 0));
+    assert!(broker.messages("d.dlq").is_empty());
 }
 
 /// The relay parks a row whose publish keeps failing, with the last error, after

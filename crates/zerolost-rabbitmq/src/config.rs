@@ -70,7 +70,9 @@ impl RabbitConfig {
         self
     }
 
-    /// How long connecting may take (default 5 s).
+    /// How long connecting may take (default 5 s). Also bounds an ack or nack: one not
+    /// written within it is reported failed (the connection is dead; the broker redelivers
+    /// the message and the consumer suppresses the duplicate).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self

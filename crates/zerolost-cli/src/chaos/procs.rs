@@ -160,8 +160,12 @@ impl Procs {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
+        // The children log by their own defaults; ZEROLOST_CHAOS_LOG, when set, is their filter.
+        command.env_remove("ZEROLOST_LOG");
+        if let Ok(filter) = std::env::var("ZEROLOST_CHAOS_LOG") {
+            command.env("ZEROLOST_LOG", filter);
+        }
         let child = command
-            .env_remove("ZEROLOST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
@@ -208,13 +212,22 @@ impl Procs {
                 at_s: self.started.elapsed().as_secs_f64(),
             });
             eprintln!(
-                "chaos: {} exited on its own ({exited}); see its log in {}; starting it again",
+                "chaos: {} exited on its own ({exited}); starting it again. The end of its log:\n{}",
                 self.procs[i].name,
-                self.run_dir.display()
+                self.log_tail(i, 25)
             );
             self.start(i)?;
         }
         Ok(())
+    }
+
+    /// The end of child `i`'s log (or why it cannot be read).
+    fn log_tail(&self, i: usize, lines: usize) -> String {
+        let path = self.run_dir.join(format!("{}.log", self.procs[i].name));
+        match std::fs::read(&path) {
+            Ok(bytes) => tail_of(&String::from_utf8_lossy(&bytes), lines),
+            Err(e) => format!("  (cannot read {}: {e})", path.display()),
+        }
     }
 
     /// SIGTERM to every child, then waits up to `grace` for each; the rest are killed.
@@ -228,8 +241,12 @@ impl Procs {
             let name = self.procs[i].name.clone();
             let left = grace.saturating_sub(sent.elapsed());
             let status = self.wait_exit(i, left).await;
-            if status.is_none() {
+            if status.is_none() && self.procs[i].child.is_some() {
                 self.kill(i).await;
+                eprintln!(
+                    "chaos: {name} did not stop within {grace:?} of SIGTERM; killed. The end of its log:\n{}",
+                    self.log_tail(i, 25)
+                );
             }
             out.push(Shutdown {
                 name,
@@ -241,7 +258,48 @@ impl Procs {
     }
 }
 
+/// The last `lines` lines of `log`, indented, without terminal colours.
+fn tail_of(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| format!("  | {}", strip_colours(line)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `line` without ANSI colour sequences (`ESC [ ... m`).
+fn strip_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Rounds to milliseconds, for the report.
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_keeps_the_last_lines_without_colours() {
+        let log = "one\n\u{1b}[2m2026\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m two\nthree\n";
+        assert_eq!(tail_of(log, 2), "  | 2026  WARN two\n  | three");
+        assert_eq!(tail_of(log, 10).lines().count(), 3);
+        assert_eq!(tail_of("", 5), "");
+    }
 }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use super::retry::{Stopped, after_grace, retry_until, sleep_or_stop};
+use super::stage::{self, Board};
 use crate::{
     Backoff, Claim, ClaimToken, DeadLetterReason, DeadLetterSink, DedupeStore, Delivery, Envelope,
     Error, Failure, Handler, HandlerError, IdExtractor, MessageId, Outcome, Subscriber,
@@ -42,6 +43,10 @@ pub struct ConsumerConfig {
     pub held_retry_delay: Duration,
     /// How long, after shutdown, the consumer keeps trying to record a finished message.
     pub shutdown_grace: Duration,
+    /// How long, after shutdown, the consumer waits for the deliveries in flight. Those
+    /// still running then are cut off, unacknowledged, as a crash would leave them: the
+    /// broker redelivers them and their claims expire. At least `shutdown_grace`.
+    pub drain_timeout: Duration,
     /// How to find each delivery's id.
     pub id_extractor: IdExtractor,
 }
@@ -60,6 +65,7 @@ impl Default for ConsumerConfig {
             store_backoff: Backoff::exponential(Duration::from_millis(50), Duration::from_secs(5)),
             held_retry_delay: Duration::from_millis(500),
             shutdown_grace: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(15),
             id_extractor: IdExtractor::default(),
         }
     }
@@ -124,6 +130,8 @@ struct Inner {
     counters: Counters,
     /// `true` while the dedupe store answers; the receive loop takes nothing while `false`.
     store_up: watch::Sender<bool>,
+    /// The step of each delivery in flight (named when a shutdown cuts them off).
+    board: Board,
 }
 
 /// Runs a [`Handler`] over a [`Subscriber`] so that every message has its effect once:
@@ -170,6 +178,7 @@ impl Consumer {
                 config: ConsumerConfig::default(),
                 counters: Counters::default(),
                 store_up: watch::Sender::new(true),
+                board: Board::default(),
             }),
         }
     }
@@ -190,6 +199,12 @@ impl Consumer {
             return Err(Error::Config(
                 "consumer claim_lease must be longer than zero".into(),
             ));
+        }
+        if config.drain_timeout < config.shutdown_grace {
+            return Err(Error::Config(format!(
+                "consumer drain_timeout ({:?}) must be at least shutdown_grace ({:?})",
+                config.drain_timeout, config.shutdown_grace
+            )));
         }
         let inner = Arc::try_unwrap(self.inner).map_err(|_| {
             Error::Config("configure the consumer before cloning or running it".into())
@@ -264,10 +279,11 @@ impl Consumer {
                     receive_failures = 0;
                     let this = self.clone();
                     let stop = shutdown.clone();
-                    tasks.spawn(async move {
+                    let tracked = self.inner.board.track(async move {
                         let _slot = slot;
                         this.process(delivery, &stop).await
                     });
+                    tasks.spawn(tracked);
                 }
                 Err(Error::Closed(_)) => break Ok(()),
                 Err(e) if e.is_retryable() => {
@@ -281,12 +297,37 @@ impl Consumer {
                 Err(e) => break Err(e),
             }
         };
-        while let Some(joined) = tasks.join_next().await {
-            if let Err(e) = joined {
-                error!(error = %e, "a consumer task failed");
-            }
-        }
+        self.drain(tasks).await;
         outcome.map(|()| self.totals())
+    }
+
+    /// Waits up to `drain_timeout` for the deliveries in flight, then cuts off the rest
+    /// (counted as abandoned: unacknowledged, they are redelivered).
+    async fn drain(&self, mut tasks: JoinSet<Disposition>) {
+        let drained = tokio::time::timeout(self.inner.config.drain_timeout, async {
+            while let Some(joined) = tasks.join_next().await {
+                if let Err(e) = joined {
+                    error!(error = %e, "a consumer task failed");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            let cut = tasks.len();
+            warn!(
+                in_flight = cut,
+                after = ?self.inner.config.drain_timeout,
+                "deliveries still in flight at the end of the drain are cut off; the broker redelivers them"
+            );
+            for stuck in self.inner.board.in_flight() {
+                warn!(id = ?stuck.id, stage = stuck.stage, for_ = ?stuck.for_, "cut off");
+            }
+            tasks.shutdown().await;
+            self.inner
+                .counters
+                .abandoned
+                .fetch_add(cut as u64, Ordering::Relaxed);
+        }
     }
 
     /// Processes one delivery to its end and settles it with the broker.
@@ -331,6 +372,7 @@ impl Consumer {
         if let Some(lag) = id.minted_at().and_then(|at| at.elapsed().ok()) {
             crate::telemetry::consumer_lag(&delivery.message.destination, lag);
         }
+        stage::identify(id);
         let envelope = delivery.message.clone().into_envelope(id);
 
         // A claim held by another consumer is waited out here, with the delivery kept: the
@@ -340,6 +382,7 @@ impl Consumer {
         // max reconsume times) on a message that never failed.
         let mut waited = Duration::ZERO;
         let token = loop {
+            stage::enter("claim");
             let claim = self
                 .store(shutdown, || self.inner.dedupe.claim(id, cfg.claim_lease))
                 .await;
@@ -350,6 +393,7 @@ impl Consumer {
                     return Disposition::Duplicate;
                 }
                 Ok(Claim::HeldByOther) => {
+                    stage::enter("held by another consumer");
                     let stopped = sleep_or_stop(cfg.held_retry_delay, shutdown).await;
                     waited += cfg.held_retry_delay;
                     if stopped || waited > cfg.claim_lease {
@@ -361,6 +405,7 @@ impl Consumer {
             }
         };
 
+        stage::enter("handler");
         let result = AssertUnwindSafe(self.inner.handler.handle_claimed(&envelope, &token))
             .catch_unwind()
             .await
@@ -391,6 +436,7 @@ impl Consumer {
         let id = envelope.id;
         let text = failure.to_string();
         debug!(%id, error = %text, "handler failed");
+        stage::enter("record failure");
         let record = match self
             .store(shutdown, || self.inner.dedupe.record_failure(id, &text))
             .await
@@ -401,6 +447,7 @@ impl Consumer {
         let exhausted = record.attempts >= cfg.max_attempts;
         if failure.is_retryable() && !exhausted {
             self.release(&token, shutdown).await;
+            stage::enter("retry backoff");
             sleep_or_stop(cfg.retry_backoff.delay(record.attempts - 1), shutdown).await;
             self.hand_back(delivery).await;
             return Disposition::Retried;
@@ -462,6 +509,7 @@ impl Consumer {
         failure: &Failure,
         shutdown: &CancellationToken,
     ) -> Result<(), Stopped> {
+        stage::enter("dead-letter publish");
         let result = retry_until(
             &self.inner.config.store_backoff,
             shutdown,
@@ -492,6 +540,7 @@ impl Consumer {
         shutdown: &CancellationToken,
     ) -> Disposition {
         let cfg = &self.inner.config;
+        stage::enter("complete");
         let complete = || self.inner.dedupe.complete(token, outcome, cfg.keep_for);
         let marked = match complete().await {
             Ok(()) => Ok(()),
@@ -516,6 +565,7 @@ impl Consumer {
     }
 
     async fn release(&self, token: &ClaimToken, shutdown: &CancellationToken) {
+        stage::enter("release");
         match self
             .store(shutdown, || self.inner.dedupe.release(token))
             .await
@@ -554,6 +604,7 @@ impl Consumer {
     }
 
     async fn ack(&self, delivery: Delivery, id: MessageId) {
+        stage::enter("ack");
         if let Err(e) = delivery.ack().await {
             self.inner
                 .counters
@@ -564,6 +615,7 @@ impl Consumer {
     }
 
     async fn hand_back(&self, delivery: Delivery) {
+        stage::enter("nack");
         if let Err(e) = delivery.nack(true).await {
             debug!(error = %e, "nack failed; the broker redelivers anyway");
         }

@@ -4,6 +4,7 @@ mod consumer;
 mod reconcile;
 mod relay;
 mod retry;
+mod stage;
 
 pub use consumer::{Consumer, ConsumerConfig, ConsumerTotals, Disposition};
 pub use reconcile::{CountView, ParkedMessage, ReconcileReport, Reconciler};

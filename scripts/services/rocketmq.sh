@@ -12,6 +12,7 @@
 #        rocketmq.sh topic NAME [CLUSTER]   create a topic (4 queues) on a cluster
 #        rocketmq.sh admin ARGS...   run mqadmin (org.apache.rocketmq.tools) against the name server
 # start is idempotent: running processes are left alone. Jars are cached in the state dir.
+# The brokers' stores live on a filesystem of their own (see store_dir below).
 source "$(dirname "$0")/lib.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$STATE_DIR/rocketmq"
@@ -52,11 +53,56 @@ ready() {
   [ "$1" = namesrv ] || registered "$1"
 }
 
+# The broker refuses every write ("the message store is not writable", a send failure with
+# code 14, SERVICE_NOT_AVAILABLE) once the partition of its commit log is 90 % used, and from
+# 85 % deletes commit-log files whether consumed or not. broker.conf cannot raise either mark:
+# the broker caps diskSpaceWarningLevelRatio at 90 and diskSpaceCleanForciblyRatio at 85. A
+# development machine's or CI runner's disk is shared with builds and often fuller than that
+# (seen in CI: every RocketMQ test failed once a debug build had filled the disk past 90 %).
+# So, as a production broker has a disk of its own, the stores live on a filesystem of their
+# own: a sparse ext4 image (STORE_FS_SIZE, 8G by default; blocks are taken only as written),
+# loop-mounted. fsync reaches the image file, so SYNC_FLUSH still means "on disk".
+# Without root or loop devices the stores stay on the state dir's partition, with a warning
+# when that is above 80 %.
+STORE_IMG="$ROOT/store.img"
+STORE_FS="$ROOT/store-fs"
+STORE_FS_SIZE="${ZEROLOST_ROCKETMQ_STORE_SIZE:-8G}"
+
+# store_dir WHICH: prints the directory of a broker's store, mounting the image if needed.
+store_dir() {
+  if mountpoint -q "$STORE_FS" 2>/dev/null || mount_store_fs; then
+    echo "$STORE_FS/$1"
+    return 0
+  fi
+  local used
+  used=$(df -P "$ROOT" | awk 'NR==2 { sub("%", "", $5); print $5 }')
+  if [ "${used:-0}" -ge 80 ]; then
+    log "warning: $ROOT's partition is ${used}% used; the RocketMQ broker refuses every write from 90 % (a limit broker.conf cannot raise). Free space, or run as root so the stores get a filesystem of their own."
+  fi
+  echo "$(proc_dir "$1")/store"
+}
+
+mount_store_fs() {
+  [ "$(id -u)" -eq 0 ] && command -v mkfs.ext4 >/dev/null && command -v losetup >/dev/null || return 1
+  mkdir -p "$STORE_FS"
+  if [ ! -f "$STORE_IMG" ]; then
+    truncate -s "$STORE_FS_SIZE" "$STORE_IMG" && mkfs.ext4 -q -F -m 0 "$STORE_IMG" >/dev/null 2>&1 \
+      || { rm -f "$STORE_IMG"; log "note: could not make a filesystem image for the RocketMQ stores"; return 1; }
+  fi
+  if mount -o loop "$STORE_IMG" "$STORE_FS" 2>/dev/null; then
+    log "rocketmq: stores on $STORE_FS ($STORE_FS_SIZE ext4 image, loop-mounted)"
+    return 0
+  fi
+  log "note: could not loop-mount $STORE_IMG; the RocketMQ stores stay on $ROOT's partition"
+  return 1
+}
+
 write_broker_conf() {
-  local which=$1 dir; dir=$(proc_dir "$which")
+  local which=$1 dir store; dir=$(proc_dir "$which")
+  store=$(store_dir "$which")
   local name=zerolost-a cluster=ZerolostCluster flush=SYNC_FLUSH
   if [ "$which" = async ]; then name=zerolost-async cluster=ZerolostAsyncCluster flush=ASYNC_FLUSH; fi
-  mkdir -p "$dir/store"
+  mkdir -p "$store"
   cat > "$dir/broker.conf" <<CONF
 brokerClusterName=$cluster
 brokerName=$name
@@ -64,8 +110,8 @@ brokerId=0
 namesrvAddr=$NAMESRV
 brokerIP1=127.0.0.1
 listenPort=$(proc_port "$which")
-storePathRootDir=$dir/store
-storePathCommitLog=$dir/store/commitlog
+storePathRootDir=$store
+storePathCommitLog=$store/commitlog
 flushDiskType=$flush
 brokerRole=ASYNC_MASTER
 # 64 MB commit log files instead of 1 GB: small disks, fast starts.
@@ -78,12 +124,6 @@ maxReconsumeTimes=16
 # reconsume count. Stock: 1s 5s 10s 30s 1m 2m ... (first retry after 10 s, then 30 s, 1 m).
 # Shortened at the low end for development and tests; production brokers keep the stock ones.
 messageDelayLevel=1s 1s 1s 2s 3s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
-# Disk guards: a development machine's disk is shared and often fuller than a broker host's.
-# Stock, the broker refuses every write once the partition is 90 % used (DISK_FULL) and from
-# 85 % deletes commit-log files even if unconsumed. Here both wait until 99 % / 98 %.
-# Production brokers keep the stock values, on disks sized and monitored for them.
-diskSpaceWarningLevelRatio=99
-diskSpaceCleanForciblyRatio=98
 CONF
 }
 

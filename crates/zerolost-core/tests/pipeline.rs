@@ -392,6 +392,13 @@ async fn the_consume_span_joins_the_producers_trace() {
         }
     }
 
+    // tracing caches whether a callsite is enabled once, process-wide, when the callsite is
+    // first reached. While this test's scoped subscriber is the only one, a test on another
+    // thread (with no subscriber) reaching the consumer's span first caches it as disabled,
+    // and this test then sees no span (failed so once in a full run). A global subscriber,
+    // which records nothing, keeps every thread's answer "enabled"; the scoped one below
+    // still gets this thread's spans.
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
     let spans = Spans::default();
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));

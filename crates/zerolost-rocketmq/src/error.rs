@@ -19,8 +19,9 @@ pub enum RocketError {
     /// A value the client or broker cannot take.
     #[error("invalid RocketMQ input: {0}")]
     Invalid(String),
-    /// A client operation failed.
-    #[error("RocketMQ {operation} failed: {source}")]
+    /// A client operation failed. When the broker answered, its response code is named
+    /// (the client keeps the code, not always the broker's own words).
+    #[error("RocketMQ {operation} failed: {}", client_text(.source))]
     Client {
         /// What was being done.
         operation: &'static str,
@@ -69,16 +70,54 @@ pub enum RocketError {
     Runtime(String),
 }
 
-/// The texts of an error and its sources, joined.
+/// The texts of an error and its sources, joined; a source that only repeats the text
+/// before it (the client wraps its errors in copies of themselves) is left out.
 fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
+    let mut last = error.to_string();
+    let mut text = last.clone();
     let mut source = error.source();
     while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
+        let next = inner.to_string();
+        if next != last {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        last = next;
         source = inner.source();
     }
     text
+}
+
+/// A client error's text: its own and its sources', then the broker's response code by name
+/// when the broker answered.
+fn client_text(error: &ClientError) -> String {
+    let text = chain_text(error);
+    match error.broker_response_code() {
+        Some(code) => format!("{text} (broker response {})", response_code_text(code)),
+        None => text,
+    }
+}
+
+/// A RocketMQ response code a send or a pull can get, by its name in RocketMQ's
+/// `ResponseCode`, with what it usually means where that is not plain from the name.
+fn response_code_text(code: i32) -> String {
+    let (name, meaning) = match code {
+        1 => ("SYSTEM_ERROR", ""),
+        2 => (
+            "SYSTEM_BUSY",
+            ": the broker is shedding load (its send queue or page cache is busy); try again",
+        ),
+        13 => ("MESSAGE_ILLEGAL", ""),
+        14 => (
+            "SERVICE_NOT_AVAILABLE",
+            ": the broker's store is not writable; most often its disk is 90 % used (a mark \
+             broker.conf cannot raise), else the broker is shutting down or is a slave",
+        ),
+        16 => ("NO_PERMISSION", ""),
+        17 => ("TOPIC_NOT_EXIST", ""),
+        _ => return format!("code {code}"),
+    };
+    format!("{name} (code {code}){meaning}")
 }
 
 /// How a client error should be treated.
@@ -174,5 +213,47 @@ impl From<RocketError> for CoreError {
                 },
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broker_answer_names_its_response_code_and_stays_retryable() {
+        let answer = ClientError::broker_operation_failed("BROKER_OPERATION", 14, "not writable");
+        // As the client's send path hands it over: wrapped in a copy of itself.
+        let wrapped = ClientError::from_error(answer.clone().into_error());
+        let error = RocketError::Client {
+            operation: "send",
+            source: wrapped,
+        };
+        let text = error.to_string();
+        assert!(text.starts_with("RocketMQ send failed: "), "{text}");
+        assert_eq!(text.matches("Broker operation failed").count(), 1, "{text}");
+        assert!(text.contains("SERVICE_NOT_AVAILABLE (code 14)"), "{text}");
+        assert!(text.contains("disk is 90 % used"), "{text}");
+        assert!(error.is_retryable());
+        assert!(matches!(
+            CoreError::from(error),
+            CoreError::NotConfirmed { .. }
+        ));
+
+        let busy = RocketError::Client {
+            operation: "send",
+            source: ClientError::broker_operation_failed("BROKER_OPERATION", 2, ""),
+        };
+        assert!(busy.to_string().contains("SYSTEM_BUSY (code 2)"), "{busy}");
+        assert!(busy.is_retryable());
+
+        let other = RocketError::Client {
+            operation: "send",
+            source: ClientError::broker_operation_failed("BROKER_OPERATION", 215, ""),
+        };
+        assert!(
+            other.to_string().ends_with("(broker response code 215)"),
+            "{other}"
+        );
     }
 }

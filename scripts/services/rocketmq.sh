@@ -60,7 +60,7 @@ ready() {
 # development machine's or CI runner's disk is shared with builds and often fuller than that
 # (seen in CI: every RocketMQ test failed once a debug build had filled the disk past 90 %).
 # So, as a production broker has a disk of its own, the stores live on a filesystem of their
-# own: a sparse ext4 image (STORE_FS_SIZE, 8G by default; blocks are taken only as written),
+# own: a sparse ext4 image (ZEROLOST_ROCKETMQ_STORE_SIZE, 8G by default; blocks taken as written),
 # loop-mounted. fsync reaches the image file, so SYNC_FLUSH still means "on disk".
 # Without root or loop devices the stores stay on the state dir's partition, with a warning
 # when that is above 80 %.

@@ -11,22 +11,34 @@ use uuid::Uuid;
 
 use crate::{Error, MessageId};
 
-/// Proof of a claim on one message id. Only its holder can complete or release the claim.
+/// Proof of a claim on one message id. Only its holder can extend, complete or release
+/// the claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimToken {
     /// The claimed message.
     pub id: MessageId,
     /// Random token of this claim.
     pub token: Uuid,
+    /// The fencing number of this claim: it grows with every claim of the id (a takeover
+    /// after an expired lease included), so a later holder always has a larger one. Write
+    /// effects outside the dedupe store with a compare on it (see [`HandlerContext`](crate::HandlerContext)).
+    /// 0 until a store has granted the claim.
+    pub fence: u64,
 }
 
 impl ClaimToken {
-    /// A fresh token for `id`.
+    /// A fresh token for `id` (fencing number 0: set by the store that grants it).
     pub fn new(id: MessageId) -> Self {
         Self {
             id,
             token: Uuid::new_v4(),
+            fence: 0,
         }
+    }
+
+    /// The same token with the fencing number the store granted.
+    pub fn with_fence(self, fence: u64) -> Self {
+        Self { fence, ..self }
     }
 }
 
@@ -66,15 +78,21 @@ pub struct FailureRecord {
 
 /// The consumer's memory of what it processed: leased claims, processed marks, failure counts.
 ///
-/// A claim expires after its lease (a crashed consumer's claim frees itself); only the
-/// claim's token can complete or release it. A completed id answers `AlreadyProcessed`
+/// A claim expires after its lease (a crashed consumer's claim frees itself) unless its
+/// holder extends it; only the claim's token can extend, complete or release it. Each
+/// claim of an id carries a fencing number larger than every earlier claim's. A completed id answers `AlreadyProcessed`
 /// for `keep_for` (24 h by default, as in the source article).
 ///
 /// An unreachable store returns a retryable error; the consumer then stops and acks nothing.
 #[async_trait]
 pub trait DedupeStore: Send + Sync {
-    /// Tries to claim `id` for `lease`.
+    /// Tries to claim `id` for `lease`. A granted claim's token carries its fencing
+    /// number, larger than that of any earlier claim of `id` the store remembers.
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error>;
+    /// Extends the claim to end `lease` from now (store clock) if `token` still holds it;
+    /// `Err(LeaseLost)` otherwise (it expired and was taken over, or was finished). The
+    /// consumer calls it while the handler runs, so a slow handler keeps its claim.
+    async fn extend(&self, token: &ClaimToken, lease: Duration) -> Result<(), Error>;
     /// Marks the claimed message done; `Err(LeaseLost)` if the claim is no longer the
     /// caller's. Completing again with the same token and outcome is a no-op (`Ok`).
     async fn complete(
@@ -95,6 +113,9 @@ pub trait DedupeStore: Send + Sync {
 impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error> {
         (**self).claim(id, lease).await
+    }
+    async fn extend(&self, token: &ClaimToken, lease: Duration) -> Result<(), Error> {
+        (**self).extend(token, lease).await
     }
     async fn complete(
         &self,

@@ -142,6 +142,7 @@ impl Error {
 /// assert!(!e.is_retryable());
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandlerError {
     /// Transient (a downstream service is down): redeliver, dead-letter after `max_attempts`.
     #[error("{0}")]
@@ -149,9 +150,24 @@ pub enum HandlerError {
     /// The message can never succeed (poison): dead-letter at once.
     #[error("{0}")]
     Permanent(BoxError),
+    /// The work was cut short by something other than the message: the claim was lost or
+    /// the dedupe store failed (a transactional handler's inbox). Redelivered without
+    /// counting an attempt, so it never pushes a healthy message toward the DLQ.
+    #[error("{0}")]
+    Interrupted(BoxError),
 }
 
 impl HandlerError {
+    /// Work cut short by the claim or the store, not by the message (not counted as an attempt).
+    pub fn interrupted(error: impl Into<BoxError>) -> Self {
+        HandlerError::Interrupted(error.into())
+    }
+
+    /// Whether this failure was an interruption (claim lost, store failed), not an attempt.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, HandlerError::Interrupted(_))
+    }
+
     /// A transient failure.
     pub fn retryable(error: impl Into<BoxError>) -> Self {
         HandlerError::Retryable(error.into())
@@ -164,7 +180,10 @@ impl HandlerError {
 
     /// Whether the message should be redelivered.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, HandlerError::Retryable(_))
+        matches!(
+            self,
+            HandlerError::Retryable(_) | HandlerError::Interrupted(_)
+        )
     }
 }
 

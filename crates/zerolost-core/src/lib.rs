@@ -40,7 +40,9 @@ pub use dedupe::{
 };
 pub use envelope::{Envelope, Incoming, MESSAGE_ID_HEADER};
 pub use error::{BoxError, Error, HandlerError, redact_url};
-pub use handler::{FnHandler, Handler, handler_fn};
+pub use handler::{
+    FnContextHandler, FnHandler, Handler, HandlerContext, handler_fn, handler_fn_with_context,
+};
 pub use id::MessageId;
 pub use id_extract::{IdExtractor, IdSource, MissingIdPolicy};
 pub use outbox::{Lease, OutboxCounts, OutboxEntry, OutboxRecord, OutboxStatus, OutboxStore};

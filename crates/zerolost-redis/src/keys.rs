@@ -43,6 +43,11 @@ impl Keys {
         format!("{}FAIL:{{{id}}}", self.prefix)
     }
 
+    /// The fencing counter: `FENCE:{id}`.
+    pub(crate) fn fence(&self, id: MessageId) -> String {
+        format!("{}FENCE:{{{id}}}", self.prefix)
+    }
+
     /// The count of suppressed duplicates.
     pub(crate) fn duplicates(&self) -> String {
         format!("{}zerolost:duplicates", self.prefix)

@@ -19,8 +19,9 @@ use crate::{RedisStoreError, scripts};
 const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// A [`DedupeStore`] and [`ConsumerLedger`] on Redis: leased claims with random tokens
-/// (`SET NX PX`), Lua compare-and-set to complete or release, processed marks with a TTL,
-/// failure counters with a TTL. Reconnects by itself; while Redis is unreachable every
+/// (`SET NX PX`), Lua compare-and-set to extend, complete or release, a fencing counter
+/// per id (`FENCE:{id}`, kept as long as the failure counter or the mark, whichever is
+/// longer), processed marks with a TTL, failure counters with a TTL. Reconnects by itself; while Redis is unreachable every
 /// call fails with a retryable error, so the consumer fails closed.
 ///
 /// ```no_run
@@ -154,46 +155,55 @@ fn failure_record(
 
 #[async_trait]
 impl DedupeStore for RedisDedupe {
-    /// One round trip of two plain commands (no script): `SET lock token NX PX lease`,
-    /// then `GET mark`. Nothing can complete the id between them, because completing needs
-    /// the lock this claim holds, so a missing mark after a taken lock means "not done".
-    /// A done id's lock is given straight back.
+    /// One script, one round trip: a done id answers its mark; a free id is locked with a
+    /// random token (`SET NX PX`) and its fencing counter (`FENCE:{id}`) goes up by one.
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error> {
         let token = ClaimToken::new(id);
-        let (lock_key, mark_key) = (self.keys.lock(id), self.keys.mark(id));
-        let (taken, mark): (bool, Option<String>) = redis::pipe()
-            .cmd("SET")
-            .arg(&lock_key)
+        let mark_key = self.keys.mark(id);
+        let (state, value): (i64, String) = scripts::CLAIM
+            .key(self.keys.lock(id))
+            .key(&mark_key)
+            .key(self.keys.fence(id))
             .arg(token.token.to_string())
-            .arg("NX")
-            .arg("PX")
             .arg(millis(lease))
-            .get(&mark_key)
-            .query_async(&mut self.conn())
+            .arg(millis(self.failure_ttl.max(lease)))
+            .invoke_async(&mut self.conn())
             .await
             .map_err(RedisStoreError::command("claim"))?;
-        let Some(mark) = mark else {
-            return Ok(if taken {
-                Claim::Claimed(token)
-            } else {
-                Claim::HeldByOther
-            });
-        };
-        let (outcome, _) = parse_mark(&mark_key, &mark)?;
-        if taken {
-            let _: i64 = scripts::RELEASE
-                .key(&lock_key)
-                .arg(token.token.to_string())
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(RedisStoreError::command("release a done id"))?;
+        match state {
+            0 => return Ok(Claim::HeldByOther),
+            1 => {
+                let fence = value.parse().map_err(|_| RedisStoreError::Corrupt {
+                    key: self.keys.fence(id),
+                    reason: "the fencing counter is not a number".into(),
+                })?;
+                return Ok(Claim::Claimed(token.with_fence(fence)));
+            }
+            _ => {}
         }
+        let (outcome, _) = parse_mark(&mark_key, &value)?;
         let _: u64 = self
             .conn()
             .incr(self.keys.duplicates(), 1)
             .await
             .map_err(RedisStoreError::command("count duplicate"))?;
         Ok(Claim::AlreadyProcessed(outcome))
+    }
+
+    async fn extend(&self, token: &ClaimToken, lease: Duration) -> Result<(), Error> {
+        let held: i64 = scripts::EXTEND
+            .key(self.keys.lock(token.id))
+            .key(self.keys.fence(token.id))
+            .arg(token.token.to_string())
+            .arg(millis(lease))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(RedisStoreError::command("extend"))?;
+        if held == 1 {
+            Ok(())
+        } else {
+            Err(Error::LeaseLost { id: token.id })
+        }
     }
 
     async fn complete(
@@ -208,6 +218,7 @@ impl DedupeStore for RedisDedupe {
             .key(self.keys.lock(token.id))
             .key(self.keys.mark(token.id))
             .key(self.keys.failures(token.id))
+            .key(self.keys.fence(token.id))
             .arg(token.token.to_string())
             .arg(mark)
             .arg(millis(keep_for))

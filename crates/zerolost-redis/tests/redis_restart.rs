@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use zerolost_core::memory::MemoryBroker;
 use zerolost_core::{
-    CancellationToken, ClaimToken, Consumer, ConsumerLedger, DeadLetterPublisher, DedupeStore,
-    Envelope, Handler, HandlerError, MessageId, Publisher, default_dlq_name,
+    CancellationToken, Consumer, ConsumerLedger, DeadLetterPublisher, DedupeStore, Envelope,
+    Handler, HandlerContext, HandlerError, MessageId, Publisher, default_dlq_name,
 };
 use zerolost_testkit::conformance::test_consumer_config;
 use zerolost_testkit::{EffectLog, require_service, service_url};
@@ -42,8 +42,9 @@ impl Handler for ClaimCheckingHandler {
     async fn handle_claimed(
         &self,
         envelope: &Envelope,
-        claim: &ClaimToken,
+        context: &HandlerContext,
     ) -> Result<(), HandlerError> {
+        let claim = context.claim();
         let key = format!("{}LOCK:{{{}}}", self.lock_prefix, envelope.id);
         let mut checker = self.checker.clone();
         match tokio::time::timeout(

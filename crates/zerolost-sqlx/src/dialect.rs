@@ -69,8 +69,8 @@ impl Dialect {
 /// What a claim attempt found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ClaimState {
-    /// The claim is ours.
-    Claimed,
+    /// The claim is ours, with this fencing number.
+    Claimed(i64),
     /// The id is finished, in this inbox state.
     Finished(i16),
     /// Someone else holds a live claim.
@@ -104,6 +104,9 @@ pub(crate) struct Statements {
     pub(crate) claim: String,
     /// MySQL only: the conditional take-over.
     pub(crate) claim_take: String,
+    /// MySQL only: the fencing number of a claim just taken.
+    pub(crate) fence_of: String,
+    pub(crate) extend_claim: String,
     pub(crate) count_duplicate: String,
     pub(crate) state_of: String,
     pub(crate) complete: String,
@@ -176,19 +179,20 @@ impl Statements {
                 ),
                 format!(
                     "UPDATE {i} SET attempts = IF(state >= 2, 0, attempts), state = 1, claim_token = ?, \
-                     claim_expires_at = {now} + ?, finished_at = NULL, keep_until = NULL \
+                     claim_expires_at = {now} + ?, finished_at = NULL, keep_until = NULL, fence = fence + 1 \
                      WHERE id = ? AND ({reclaimable})"
                 ),
                 format!("UPDATE {i} SET duplicates = duplicates + 1 WHERE id = ? AND state >= 2"),
             ),
             Dialect::Postgres | Dialect::Sqlite => (
                 n(format!(
-                    "INSERT INTO {alias} (id, state, claim_token, claim_expires_at) VALUES (?, 1, ?, {now} + ?) \
+                    "INSERT INTO {alias} (id, state, claim_token, claim_expires_at, fence) VALUES (?, 1, ?, {now} + ?, 1) \
                          ON CONFLICT (id) DO UPDATE SET \
                          attempts = CASE WHEN {cur}state >= 2 THEN 0 ELSE {cur}attempts END, \
                          state = 1, claim_token = excluded.claim_token, \
-                         claim_expires_at = excluded.claim_expires_at, finished_at = NULL, keep_until = NULL \
-                         WHERE {reclaimable} RETURNING state"
+                         claim_expires_at = excluded.claim_expires_at, finished_at = NULL, keep_until = NULL, \
+                         fence = {cur}fence + 1 \
+                         WHERE {reclaimable} RETURNING fence"
                 )),
                 String::new(),
                 n(format!(
@@ -276,6 +280,12 @@ impl Statements {
             snapshot_since: n(format!("{snapshot_select} WHERE created_at >= ?")),
             claim,
             claim_take,
+            fence_of: n(format!(
+                "SELECT fence FROM {i} WHERE id = ? AND claim_token = ?"
+            )),
+            extend_claim: n(format!(
+                "UPDATE {i} SET claim_expires_at = {now} + ? WHERE id = ? AND claim_token = ? AND state = 1"
+            )),
             count_duplicate,
             state_of: n(format!("SELECT state FROM {i} WHERE id = ?")),
             complete: n(format!(
@@ -287,7 +297,12 @@ impl Statements {
                 "UPDATE {i} SET state = 0, claim_token = NULL, claim_expires_at = {now} \
                  WHERE id = ? AND claim_token = ? AND state = 1"
             )),
-            forget_dead_letter: n(format!("DELETE FROM {i} WHERE id = ? AND state = 3")),
+            // The row stays (free, failures cleared) so that its fencing number keeps growing.
+            forget_dead_letter: n(format!(
+                "UPDATE {i} SET state = 0, claim_token = NULL, claim_expires_at = {now}, finished_at = NULL, \
+                 keep_until = NULL, attempts = 0, first_failure_at = NULL, last_failure_at = NULL, \
+                 last_error = NULL WHERE id = ? AND state = 3"
+            )),
             failures: n(format!(
                 "SELECT attempts, first_failure_at, last_failure_at, last_error FROM {i} WHERE id = ?"
             )),
@@ -341,17 +356,36 @@ impl Statements {
                     "lease function",
                     include_str!("migrations/postgres/0002_lease_function.sql"),
                 ),
+                (
+                    3,
+                    "inbox fence",
+                    include_str!("migrations/postgres/0003_inbox_fence.sql"),
+                ),
             ],
-            Dialect::MySql => &[(
-                1,
-                "outbox and inbox",
-                include_str!("migrations/mysql/0001_outbox_inbox.sql"),
-            )],
-            Dialect::Sqlite => &[(
-                1,
-                "outbox and inbox",
-                include_str!("migrations/sqlite/0001_outbox_inbox.sql"),
-            )],
+            Dialect::MySql => &[
+                (
+                    1,
+                    "outbox and inbox",
+                    include_str!("migrations/mysql/0001_outbox_inbox.sql"),
+                ),
+                (
+                    2,
+                    "inbox fence",
+                    include_str!("migrations/mysql/0002_inbox_fence.sql"),
+                ),
+            ],
+            Dialect::Sqlite => &[
+                (
+                    1,
+                    "outbox and inbox",
+                    include_str!("migrations/sqlite/0001_outbox_inbox.sql"),
+                ),
+                (
+                    2,
+                    "inbox fence",
+                    include_str!("migrations/sqlite/0002_inbox_fence.sql"),
+                ),
+            ],
         };
         let lease_fn = self
             .tables

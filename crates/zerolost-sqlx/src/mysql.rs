@@ -86,7 +86,13 @@ pub(crate) async fn db_claim(
         .execute(&mut *conn)
         .await?;
     if taken.rows_affected() == 1 {
-        return Ok(ClaimState::Claimed);
+        let fence: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.fence_of.as_str()))
+            .bind(id)
+            .bind(token.token)
+            .fetch_optional(&mut *conn)
+            .await?;
+        // None: taken over already (after a lease shorter than this round trip).
+        return Ok(fence.map_or(ClaimState::Held, ClaimState::Claimed));
     }
     // Count the duplicate only if the id is finished, and answer "already processed" only
     // if it was counted: a copy racing the first one's completion is "held", not a

@@ -600,7 +600,9 @@ macro_rules! sql_backend {
                 let token = zerolost_core::ClaimToken::new(id);
                 let state = inbox_claim(self, &token, $crate::rows::millis(lease)).await?;
                 Ok(match state {
-                    $crate::dialect::ClaimState::Claimed => zerolost_core::Claim::Claimed(token),
+                    $crate::dialect::ClaimState::Claimed(fence) => zerolost_core::Claim::Claimed(
+                        token.with_fence(u64::try_from(fence).unwrap_or_default()),
+                    ),
                     $crate::dialect::ClaimState::Finished(state) => {
                         match $crate::rows::state_outcome(state) {
                             Some(outcome) => zerolost_core::Claim::AlreadyProcessed(outcome),
@@ -609,6 +611,25 @@ macro_rules! sql_backend {
                     }
                     $crate::dialect::ClaimState::Held => zerolost_core::Claim::HeldByOther,
                 })
+            }
+
+            async fn extend(
+                &self,
+                token: &zerolost_core::ClaimToken,
+                lease: std::time::Duration,
+            ) -> Result<(), zerolost_core::Error> {
+                let done = sqlx::query(sqlx::AssertSqlSafe(self.sql.extend_claim.as_str()))
+                    .bind($crate::rows::millis(lease))
+                    .bind(*token.id.as_uuid())
+                    .bind(token.token)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("extend"))?;
+                if done.rows_affected() == 1 {
+                    Ok(())
+                } else {
+                    Err(zerolost_core::Error::LeaseLost { id: token.id })
+                }
             }
 
             async fn complete(
@@ -749,29 +770,27 @@ macro_rules! sql_backend {
                 ))
             }
 
+            /// Opens the transaction and marks the claim in it (a lost claim or a failing
+            /// inbox is an interruption, not an attempt), runs the handler, commits (a
+            /// failed commit counts as an attempt: it carries the handler's writes).
             async fn handle_claimed(
                 &self,
                 envelope: &zerolost_core::Envelope,
-                claim: &zerolost_core::ClaimToken,
+                context: &zerolost_core::HandlerContext,
             ) -> Result<(), zerolost_core::HandlerError> {
-                let retry = |e: sqlx::Error| {
-                    zerolost_core::HandlerError::from(zerolost_core::Error::from(db_err("handler transaction")(e)))
+                let store = |e: sqlx::Error| {
+                    zerolost_core::HandlerError::interrupted(zerolost_core::Error::from(db_err("handler transaction")(e)))
                 };
-                let mut tx = self.inbox.pool.begin().await.map_err(retry)?;
-                match self
-                    .inbox
-                    .complete_in(&mut tx, claim, zerolost_core::Outcome::Processed, self.keep_for)
+                let mut tx = self.inbox.pool.begin().await.map_err(store)?;
+                self.inbox
+                    .complete_in(&mut tx, context.claim(), zerolost_core::Outcome::Processed, self.keep_for)
                     .await
-                {
-                    Ok(()) => {}
-                    // Another consumer holds the message now; its outcome wins.
-                    Err(e @ zerolost_core::Error::LeaseLost { .. }) => {
-                        return Err(zerolost_core::HandlerError::retryable(e));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                    // LeaseLost: another consumer holds the message now; its outcome wins.
+                    .map_err(zerolost_core::HandlerError::interrupted)?;
                 self.handler.handle(envelope, &mut tx).await?;
-                tx.commit().await.map_err(retry)
+                tx.commit().await.map_err(|e| {
+                    zerolost_core::HandlerError::from(zerolost_core::Error::from(db_err("handler commit")(e)))
+                })
             }
         }
     };
@@ -807,14 +826,14 @@ macro_rules! returning_ops {
             lease_ms: i64,
         ) -> Result<ClaimState, sqlx::Error> {
             let id = *token.id.as_uuid();
-            let taken: Option<i16> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.claim.as_str()))
+            let fence: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.claim.as_str()))
                 .bind(id)
                 .bind(token.token)
                 .bind(lease_ms)
                 .fetch_optional(&mut *conn)
                 .await?;
-            if taken.is_some() {
-                return Ok(ClaimState::Claimed);
+            if let Some(fence) = fence {
+                return Ok(ClaimState::Claimed(fence));
             }
             let finished: Option<i16> =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql.count_duplicate.as_str()))

@@ -14,6 +14,13 @@ use zerolost_core::{
     OutboxStore, Outcome, Publisher, Reconciler, Relay, RelayConfig, Subscriber,
 };
 
+mod leases;
+pub use leases::{
+    Run, TimedHandler, dedupe_claims_are_renewed_and_fenced,
+    failures_count_only_under_a_held_claim, lost_renewal_cancels_the_handler,
+    slow_handler_keeps_its_claim,
+};
+
 use crate::{
     Backend, DeadLetter, FlakyPublisher, LossyPublisher, RecordingHandler, Stores,
     SwitchableDedupe, Verdict,
@@ -73,7 +80,7 @@ pub fn assert_applied_exactly_once(handler: &crate::RecordingHandler, envelopes:
 }
 
 #[track_caller]
-fn ok<T>(result: Result<T, Error>, what: &str) -> T {
+pub(crate) fn ok<T>(result: Result<T, Error>, what: &str) -> T {
     match result {
         Ok(value) => value,
         Err(e) => panic!("{what}: {e}"),
@@ -125,18 +132,18 @@ fn id_of(message: &Incoming) -> MessageId {
 }
 
 /// A consumer running in the background.
-struct Running {
+pub(crate) struct Running {
     consumer: Consumer,
     stop: CancellationToken,
     task: JoinHandle<Result<ConsumerTotals, Error>>,
 }
 
 impl Running {
-    async fn start(
+    pub(crate) async fn start(
         backend: &dyn Backend,
         destination: &str,
         dedupe: Arc<dyn DedupeStore>,
-        handler: RecordingHandler,
+        handler: impl zerolost_core::Handler + 'static,
         config: ConsumerConfig,
     ) -> Self {
         let sink = ok(backend.dead_letter_sink().await, "dead-letter sink");
@@ -157,7 +164,7 @@ impl Running {
         }
     }
 
-    async fn stop(self) -> ConsumerTotals {
+    pub(crate) async fn stop(self) -> ConsumerTotals {
         self.stop.cancel();
         match self.task.await {
             Ok(Ok(totals)) => totals,
@@ -892,7 +899,11 @@ pub async fn fails_closed_when_dedupe_store_is_down(backend: &dyn Backend, store
 }
 
 /// Claims an id nobody holds; anything but `Claimed` fails the test.
-async fn claim_fresh(store: &dyn DedupeStore, id: MessageId, lease: Duration) -> ClaimToken {
+pub(crate) async fn claim_fresh(
+    store: &dyn DedupeStore,
+    id: MessageId,
+    lease: Duration,
+) -> ClaimToken {
     match ok(store.claim(id, lease).await, "claim") {
         Claim::Claimed(token) => token,
         other => panic!("a fresh id must be claimable, got {other:?}"),
@@ -1195,6 +1206,10 @@ pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
     missing_id_is_dead_lettered(backend, stores).await;
     fails_closed_when_dedupe_store_is_down(backend, stores).await;
     dead_letters_redrive_once(backend, stores).await;
+    dedupe_claims_are_renewed_and_fenced(stores).await;
+    slow_handler_keeps_its_claim(backend, stores).await;
+    lost_renewal_cancels_the_handler(backend, stores).await;
+    failures_count_only_under_a_held_claim(backend, stores).await;
 }
 
 /// One `#[tokio::test]` per conformance function. `$backend` and `$stores` are async
@@ -1222,7 +1237,8 @@ pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
 macro_rules! conformance_suite {
     (backend: $backend:expr, $stores:expr) => {
         $crate::conformance_suite!(@stores $stores;
-            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened);
+            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened,
+            dedupe_claims_are_renewed_and_fenced);
         $crate::conformance_suite!(@broker_opt $backend;
             confirmed_round_trip, unacked_delivery_is_redelivered, nack_requeue_redelivers);
         $crate::conformance_suite!(@both_backend_opt $backend, $stores;
@@ -1230,7 +1246,8 @@ macro_rules! conformance_suite {
             redelivery_is_deduplicated, racing_consumers_apply_once, relay_retries_then_parks,
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
-            dead_letters_redrive_once);
+            dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
+            failures_count_only_under_a_held_claim);
     };
     (@broker_opt $backend:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1249,7 +1266,8 @@ macro_rules! conformance_suite {
     )*};
     ($backend:expr, $stores:expr) => {
         $crate::conformance_suite!(@stores $stores;
-            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened);
+            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened,
+            dedupe_claims_are_renewed_and_fenced);
         $crate::conformance_suite!(@broker $backend;
             confirmed_round_trip, unacked_delivery_is_redelivered, nack_requeue_redelivers);
         $crate::conformance_suite!(@both $backend, $stores;
@@ -1257,17 +1275,20 @@ macro_rules! conformance_suite {
             redelivery_is_deduplicated, racing_consumers_apply_once, relay_retries_then_parks,
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
-            dead_letters_redrive_once);
+            dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
+            failures_count_only_under_a_held_claim);
     };
     (stores: $stores:expr) => {
         $crate::conformance_suite!(@stores_opt $stores;
-            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened);
+            dedupe_claims_are_leased_and_tokened, outbox_leases_are_exclusive_and_tokened,
+            dedupe_claims_are_renewed_and_fenced);
         $crate::conformance_suite!(@both_opt $stores;
             poison_dead_lettered_after_max_attempts, permanent_failure_dead_lettered_at_once,
             redelivery_is_deduplicated, racing_consumers_apply_once, relay_retries_then_parks,
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
-            dead_letters_redrive_once);
+            dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
+            failures_count_only_under_a_held_claim);
     };
     (@stores_opt $stores:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

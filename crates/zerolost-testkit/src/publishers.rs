@@ -94,10 +94,12 @@ impl<P: Publisher> Publisher for LossyPublisher<P> {
 }
 
 /// A dedupe store that can be switched off (every call: unavailable), to prove the
-/// consumer fails closed on any store.
+/// consumer fails closed on any store. Remembers when the last claim or extension that
+/// the store granted was sent.
 pub struct SwitchableDedupe<D> {
     inner: D,
     down: AtomicBool,
+    last_grant: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<D: DedupeStore> SwitchableDedupe<D> {
@@ -106,7 +108,18 @@ impl<D: DedupeStore> SwitchableDedupe<D> {
         Self {
             inner,
             down: AtomicBool::new(false),
+            last_grant: Mutex::new(None),
         }
+    }
+
+    /// When the latest claim or extension that succeeded was sent: the claim's lease at
+    /// the store runs at most until then plus the lease.
+    pub fn last_grant(&self) -> Option<tokio::time::Instant> {
+        *self.last_grant.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn granted(&self, sent: tokio::time::Instant) {
+        *self.last_grant.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
     }
 
     /// Switches the store off (`true`) or on.
@@ -129,7 +142,19 @@ impl<D: DedupeStore> SwitchableDedupe<D> {
 impl<D: DedupeStore> DedupeStore for SwitchableDedupe<D> {
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error> {
         self.check()?;
-        self.inner.claim(id, lease).await
+        let sent = tokio::time::Instant::now();
+        let claim = self.inner.claim(id, lease).await?;
+        if matches!(claim, Claim::Claimed(_)) {
+            self.granted(sent);
+        }
+        Ok(claim)
+    }
+    async fn extend(&self, token: &ClaimToken, lease: Duration) -> Result<(), Error> {
+        self.check()?;
+        let sent = tokio::time::Instant::now();
+        self.inner.extend(token, lease).await?;
+        self.granted(sent);
+        Ok(())
     }
     async fn complete(
         &self,

@@ -32,6 +32,18 @@ enum Mark {
 struct Entry {
     mark: Mark,
     failures: Option<FailureRecord>,
+    /// The fencing number of the latest claim.
+    fence: u64,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Self {
+            mark: Mark::Free,
+            failures: None,
+            fence: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -109,10 +121,7 @@ impl MemoryDedupe {
 impl DedupeStore for MemoryDedupe {
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, Error> {
         self.with_state(|state, now| {
-            let entry = state.entries.entry(id).or_insert(Entry {
-                mark: Mark::Free,
-                failures: None,
-            });
+            let entry = state.entries.entry(id).or_insert_with(Entry::new);
             match &entry.mark {
                 Mark::Done { outcome, until, .. } if *until > now => {
                     self.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -121,13 +130,29 @@ impl DedupeStore for MemoryDedupe {
                 Mark::Claimed { expires, .. } if *expires > now => return Ok(Claim::HeldByOther),
                 _ => {}
             }
-            let token = ClaimToken::new(id);
+            entry.fence += 1;
+            let token = ClaimToken::new(id).with_fence(entry.fence);
             entry.mark = Mark::Claimed {
                 token: token.clone(),
                 expires: now + lease,
             };
             Ok(Claim::Claimed(token))
         })
+    }
+
+    async fn extend(&self, token: &ClaimToken, lease: Duration) -> Result<(), Error> {
+        self.with_state(
+            |state, now| match state.entries.get_mut(&token.id).map(|e| &mut e.mark) {
+                Some(Mark::Claimed {
+                    token: held,
+                    expires,
+                }) if held == token => {
+                    *expires = now + lease;
+                    Ok(())
+                }
+                _ => Err(Error::LeaseLost { id: token.id }),
+            },
+        )
     }
 
     async fn complete(
@@ -182,10 +207,7 @@ impl DedupeStore for MemoryDedupe {
     async fn record_failure(&self, id: MessageId, error: &str) -> Result<FailureRecord, Error> {
         let at = self.clock.now();
         self.with_state(|state, _| {
-            let entry = state.entries.entry(id).or_insert(Entry {
-                mark: Mark::Free,
-                failures: None,
-            });
+            let entry = state.entries.entry(id).or_insert_with(Entry::new);
             let record = match entry.failures.take() {
                 Some(mut r) => {
                     r.attempts += 1;
@@ -246,8 +268,10 @@ impl ConsumerLedger for MemoryDedupe {
                 state.entries.get(&id).map(|e| &e.mark),
                 Some(Mark::Done { outcome: Outcome::DeadLettered, until, .. }) if *until > now
             );
-            if dead {
-                state.entries.remove(&id);
+            if let Some(entry) = state.entries.get_mut(&id).filter(|_| dead) {
+                // The fencing number stays: a redriven copy's claim must outrank every earlier one.
+                entry.mark = Mark::Free;
+                entry.failures = None;
             }
             Ok(dead)
         })

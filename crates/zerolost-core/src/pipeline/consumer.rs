@@ -14,11 +14,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
+use super::claim_keeper::{ClaimKeeper, Loss};
 use super::retry::{Stopped, after_grace, retry_until, sleep_or_stop};
 use super::stage::{self, Board};
 use crate::{
     Backoff, Claim, ClaimToken, DeadLetterReason, DeadLetterSink, DedupeStore, Delivery, Envelope,
-    Error, Failure, Handler, HandlerError, IdExtractor, MessageId, Outcome, Subscriber,
+    Error, Failure, Handler, HandlerContext, HandlerError, IdExtractor, MessageId, Outcome,
+    Subscriber,
 };
 
 /// How the consumer works. The defaults follow the source article: 3 handlers in
@@ -29,8 +31,13 @@ pub struct ConsumerConfig {
     pub concurrency: usize,
     /// Handler failures (retryable) before the message is dead-lettered.
     pub max_attempts: u32,
-    /// How long a claim holds; must exceed the handler's longest run.
+    /// How long a claim holds without renewal. While the handler runs the consumer extends
+    /// it every third of the lease; a consumer that stops (crash, pause, cut off from the
+    /// store) loses it after this long, and another consumer takes the message over.
     pub claim_lease: Duration,
+    /// The longest a handler may run (its claim renewed all along). Past it the handler is
+    /// cancelled and the run counts as a retryable failure.
+    pub max_handler_time: Duration,
     /// How long a processed id is remembered (duplicates within it are suppressed).
     pub keep_for: Duration,
     /// Delay before a failed message is handed back for redelivery.
@@ -57,6 +64,7 @@ impl Default for ConsumerConfig {
             concurrency: 3,
             max_attempts: 3,
             claim_lease: Duration::from_secs(30),
+            max_handler_time: Duration::from_secs(600),
             keep_for: Duration::from_secs(24 * 3600),
             retry_backoff: Backoff::exponential(
                 Duration::from_millis(100),
@@ -69,6 +77,28 @@ impl Default for ConsumerConfig {
             id_extractor: IdExtractor::default(),
         }
     }
+}
+
+/// What [`Consumer::claim`] found.
+enum Claimed {
+    /// The claim is ours, granted by a call sent at that instant.
+    Yes(ClaimToken, tokio::time::Instant),
+    /// Already finished: a duplicate.
+    Done,
+    /// Another consumer held it longer than a lease: hand it back.
+    Held,
+    /// Shutdown or a permanent store error.
+    Stopped(Stopped),
+}
+
+/// How a handler run ended.
+enum Ran {
+    Done,
+    Failed(HandlerError),
+    /// Cut short by the claim or the store: no attempt counted.
+    Interrupted(HandlerError),
+    /// The claim was lost while it ran: it was cancelled.
+    Lost,
 }
 
 /// What happened to one delivery.
@@ -198,6 +228,11 @@ impl Consumer {
         if config.claim_lease.is_zero() {
             return Err(Error::Config(
                 "consumer claim_lease must be longer than zero".into(),
+            ));
+        }
+        if config.max_handler_time.is_zero() {
+            return Err(Error::Config(
+                "consumer max_handler_time must be longer than zero".into(),
             ));
         }
         if config.drain_timeout < config.shutdown_grace {
@@ -375,60 +410,144 @@ impl Consumer {
         stage::identify(id);
         let envelope = delivery.message.clone().into_envelope(id);
 
-        // A claim held by another consumer is waited out here, with the delivery kept: the
-        // holder finishes (then this copy is a duplicate) or its lease expires (it crashed;
-        // then this copy takes over). Handing the copy back to the broker instead would
-        // spend the broker's redelivery count (a quorum queue's delivery limit, RocketMQ's
-        // max reconsume times) on a message that never failed.
+        let (token, asked_at) = match self.claim(id, shutdown).await {
+            Claimed::Yes(token, asked_at) => (token, asked_at),
+            Claimed::Done => {
+                self.ack(delivery, id).await;
+                return Disposition::Duplicate;
+            }
+            Claimed::Held => {
+                self.hand_back(delivery).await;
+                return Disposition::Deferred;
+            }
+            Claimed::Stopped(stopped) => return self.abandon(delivery, id, stopped),
+        };
+        let keeper = ClaimKeeper::start(
+            self.inner.dedupe.clone(),
+            token.clone(),
+            cfg.claim_lease,
+            asked_at,
+            cfg.store_backoff,
+        );
+        match self.run_handler(&envelope, &token, &keeper).await {
+            Ran::Done => {
+                self.finish(delivery, &token, Outcome::Processed, shutdown)
+                    .await
+            }
+            Ran::Failed(failure) => {
+                self.failed(delivery, envelope, (token, &keeper), failure, shutdown)
+                    .await
+            }
+            Ran::Interrupted(why) => {
+                self.interrupted(delivery, &token, &keeper, why, shutdown)
+                    .await
+            }
+            // The claim's new holder (or a redelivery) finishes it.
+            Ran::Lost => {
+                let why = match keeper.loss() {
+                    Some(Loss::Unreachable(e)) => Error::unavailable("dedupe store", e),
+                    _ => Error::LeaseLost { id },
+                };
+                self.abandon(delivery, id, Stopped::Failed(why))
+            }
+        }
+    }
+
+    /// Claims `id`. A claim held by another consumer is waited out here, with the delivery
+    /// kept: the holder finishes (then this copy is a duplicate) or its lease expires (it
+    /// crashed; then this copy takes over). Handing the copy back to the broker at once
+    /// would spend the broker's redelivery count (a quorum queue's delivery limit,
+    /// RocketMQ's max reconsume times) on a message that never failed.
+    async fn claim(&self, id: MessageId, shutdown: &CancellationToken) -> Claimed {
+        let cfg = &self.inner.config;
         let mut waited = Duration::ZERO;
-        let token = loop {
+        loop {
             stage::enter("claim");
+            let mut asked_at = tokio::time::Instant::now();
             let claim = self
-                .store(shutdown, || self.inner.dedupe.claim(id, cfg.claim_lease))
+                .store(shutdown, || {
+                    asked_at = tokio::time::Instant::now();
+                    self.inner.dedupe.claim(id, cfg.claim_lease)
+                })
                 .await;
             match claim {
-                Ok(Claim::Claimed(token)) => break token,
-                Ok(Claim::AlreadyProcessed(_)) => {
-                    self.ack(delivery, id).await;
-                    return Disposition::Duplicate;
-                }
+                Ok(Claim::Claimed(token)) => return Claimed::Yes(token, asked_at),
+                Ok(Claim::AlreadyProcessed(_)) => return Claimed::Done,
                 Ok(Claim::HeldByOther) => {
                     stage::enter("held by another consumer");
                     let stopped = sleep_or_stop(cfg.held_retry_delay, shutdown).await;
                     waited += cfg.held_retry_delay;
                     if stopped || waited > cfg.claim_lease {
-                        self.hand_back(delivery).await;
-                        return Disposition::Deferred;
+                        return Claimed::Held;
                     }
                 }
-                Err(stopped) => return self.abandon(delivery, id, stopped),
-            }
-        };
-
-        stage::enter("handler");
-        let result = AssertUnwindSafe(self.inner.handler.handle_claimed(&envelope, &token))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| Err(HandlerError::retryable("the handler panicked")));
-
-        match result {
-            Ok(()) => {
-                self.finish(delivery, &token, Outcome::Processed, shutdown)
-                    .await
-            }
-            Err(failure) => {
-                self.failed(delivery, envelope, token, failure, shutdown)
-                    .await
+                Err(stopped) => return Claimed::Stopped(stopped),
             }
         }
     }
 
-    /// Handler failed: count it; retry later, or dead-letter.
+    /// Runs the handler under `token` while `keeper` renews the claim: cancelled (its
+    /// future dropped, its context's token fired) when the claim is lost or after
+    /// `max_handler_time`.
+    async fn run_handler(
+        &self,
+        envelope: &Envelope,
+        token: &ClaimToken,
+        keeper: &ClaimKeeper,
+    ) -> Ran {
+        stage::enter("handler");
+        let max = self.inner.config.max_handler_time;
+        let cancel = keeper.lost().child_token();
+        let context = HandlerContext::new(token.clone(), cancel.clone());
+        let call =
+            AssertUnwindSafe(self.inner.handler.handle_claimed(envelope, &context)).catch_unwind();
+        let ran = tokio::select! {
+            biased;
+            _ = keeper.lost().cancelled() => Ran::Lost,
+            result = tokio::time::timeout(max, call) => match result {
+                Ok(Ok(Ok(()))) => Ran::Done,
+                Ok(Ok(Err(e))) if e.is_interrupted() => Ran::Interrupted(e),
+                Ok(Ok(Err(e))) => Ran::Failed(e),
+                Ok(Err(_panic)) => Ran::Failed(HandlerError::retryable("the handler panicked")),
+                Err(_) => Ran::Failed(HandlerError::retryable(format!(
+                    "the handler ran past max_handler_time ({max:?}) and was cancelled"
+                ))),
+            },
+        };
+        cancel.cancel();
+        ran
+    }
+
+    /// The handler was cut short by its claim or its store, not by the message: give the
+    /// claim back and hand the delivery back, counting no attempt.
+    async fn interrupted(
+        &self,
+        delivery: Delivery,
+        token: &ClaimToken,
+        keeper: &ClaimKeeper,
+        why: HandlerError,
+        shutdown: &CancellationToken,
+    ) -> Disposition {
+        warn!(id = %token.id, error = %why, "handler interrupted (claim or store, not the message); redelivered without counting an attempt");
+        self.inner
+            .counters
+            .store_errors
+            .fetch_add(1, Ordering::Relaxed);
+        if !keeper.lost().is_cancelled() {
+            self.release(token, shutdown).await;
+        }
+        sleep_or_stop(self.inner.config.store_backoff.delay(0), shutdown).await;
+        self.hand_back(delivery).await;
+        Disposition::Abandoned
+    }
+
+    /// Handler failed: check the claim is still ours, count it; retry later, or dead-letter.
+    /// A lost claim counts nothing: its new holder decides the message's fate.
     async fn failed(
         &self,
         delivery: Delivery,
         envelope: Envelope,
-        token: ClaimToken,
+        (token, keeper): (ClaimToken, &ClaimKeeper),
         failure: HandlerError,
         shutdown: &CancellationToken,
     ) -> Disposition {
@@ -436,6 +555,15 @@ impl Consumer {
         let id = envelope.id;
         let text = failure.to_string();
         debug!(%id, error = %text, "handler failed");
+        stage::enter("check claim");
+        let held = self
+            .store(shutdown, || {
+                self.inner.dedupe.extend(&token, cfg.claim_lease)
+            })
+            .await;
+        if let Err(stopped) = held {
+            return self.abandon(delivery, id, stopped);
+        }
         stage::enter("record failure");
         let record = match self
             .store(shutdown, || self.inner.dedupe.record_failure(id, &text))
@@ -464,6 +592,9 @@ impl Consumer {
             first_failure_at: record.first_at,
             last_failure_at: record.last_at,
         };
+        if keeper.lost().is_cancelled() {
+            return self.abandon(delivery, id, Stopped::Failed(Error::LeaseLost { id }));
+        }
         match self.send_to_dlq(&envelope, &dead, shutdown).await {
             Ok(()) => {
                 self.finish(delivery, &token, Outcome::DeadLettered, shutdown)

@@ -1,5 +1,6 @@
 //! The broker-neutral pipeline: [`Relay`], [`Consumer`], [`Reconciler`].
 
+mod claim_keeper;
 mod consumer;
 mod reconcile;
 mod relay;

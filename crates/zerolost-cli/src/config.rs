@@ -15,8 +15,9 @@ use zerolost_core::{Backoff, Error, RelayConfig, redact_url};
 
 /// The top-level sections an environment override may name (`ZEROLOST_OUTBOX__URL`);
 /// other `ZEROLOST_*` variables (`ZEROLOST_LOG`, the test suite's) are not config.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "broker",
+    "consumer",
     "destinations",
     "outbox",
     "inbox",
@@ -102,6 +103,28 @@ pub struct Config {
     pub rocketmq: Option<RocketSection>,
     /// Redis dedupe store (checked by `doctor`).
     pub redis: Option<RedisSection>,
+    /// What the consumers are configured with, as far as the operator commands must know.
+    #[serde(default)]
+    pub consumer: ConsumerSection,
+}
+
+/// `[consumer]`: the consumers' settings the operator commands depend on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSection {
+    /// How long the consumers keep processed marks (their `ConsumerConfig::keep_for`,
+    /// default 24h): `reconcile`, `outbox unpark` and `dlq redrive` vouch only for messages
+    /// first published inside it.
+    #[serde(with = "humantime_serde")]
+    pub keep_for: Duration,
+}
+
+impl Default for ConsumerSection {
+    fn default() -> Self {
+        Self {
+            keep_for: zerolost_core::ConsumerConfig::default().keep_for,
+        }
+    }
 }
 
 /// `[outbox]`.
@@ -256,6 +279,9 @@ pub struct RocketSection {
 pub struct RedisSection {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: SecretUrl,
+    /// The key prefix the consumers' `RedisDedupe::with_prefix` uses (default none).
+    #[serde(default)]
+    pub prefix: String,
 }
 
 fn yes() -> bool {
@@ -324,6 +350,12 @@ impl Config {
         }
         if relay.stats_interval.is_zero() {
             return refuse("stats_interval", "must be above zero");
+        }
+        if self.consumer.keep_for.is_zero() {
+            return Err(Error::Config(
+                "consumer.keep_for: must be above zero (the consumers' ConsumerConfig::keep_for)"
+                    .into(),
+            ));
         }
         if let Some(broker) = self.broker {
             let present = match broker {

@@ -4,50 +4,17 @@
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use zerolost_core::{Envelope, MessageId, OutboxStore};
 use zerolost_rabbitmq::testkit::{RabbitBackend, test_management_url, test_url};
 use zerolost_rabbitmq::{QueueSpec, declare_destination, queue_contents};
-use zerolost_sqlx::{SqliteStore, Tables};
+use zerolost_sqlx::SqliteStore;
 use zerolost_testkit::Backend;
 
-/// A fresh working directory for one test.
-fn workdir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("zerolost-ops-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn zerolost(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_zerolost"));
-    command.current_dir(dir);
-    command
-}
-
-fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = zerolost(dir).args(args).output().expect("run zerolost");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
-async fn sqlite(dir: &Path) -> SqliteStore {
-    let url = format!("sqlite://{}", dir.join("outbox.sqlite").display());
-    let store = SqliteStore::connect(&url, Tables::default())
-        .await
-        .expect("sqlite");
-    store.migrate().await.expect("migrate");
-    store
-}
+mod common;
+use common::{run, sqlite, workdir, zerolost};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -5,11 +5,20 @@
 //! to its original destination **with confirms**, (3) only then is it removed from the DLQ.
 //! A crash between steps leaves the message in the DLQ; redriving it again is safe, since a
 //! copy that was processed meanwhile is now marked processed and suppressed downstream.
+//!
+//! Two refusals keep a redrive from applying a message twice or losing it: a message first
+//! published before the consumers' dedupe window (`keep_for`) is refused, since a copy
+//! processed then may be forgotten; and a message whose dead-letter mark the ledger does not
+//! hold is refused (not published, kept in the DLQ), since a ledger that is not the
+//! consumers' (another Redis prefix, other inbox tables) would let the consumers suppress
+//! the redriven copy as already finished. [`RedriveOptions`] overrides each, explicitly.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::{
@@ -98,6 +107,35 @@ pub struct RedriveReport {
     /// Messages without an id, which are never redriven (nothing downstream could
     /// deduplicate them).
     pub skipped_without_id: usize,
+    /// Chosen messages not redriven (left in the DLQ, nothing published) and why: beyond
+    /// the dedupe window, or no dead-letter mark in the ledger.
+    pub refused: Vec<(MessageId, String)>,
+}
+
+/// How a redrive treats what it cannot vouch for.
+#[derive(Debug, Clone)]
+pub struct RedriveOptions {
+    /// Only report the choice; change nothing.
+    pub dry_run: bool,
+    /// The consumers' dedupe window (`keep_for`, default 24 h): messages first published
+    /// before it are refused.
+    pub window: Duration,
+    /// Redrive messages beyond the window too (a copy processed then is applied again).
+    pub beyond_window: bool,
+    /// Redrive messages whose dead-letter mark the ledger does not hold (after an earlier
+    /// redrive that removed the mark but did not publish).
+    pub without_mark: bool,
+}
+
+impl Default for RedriveOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            window: Duration::from_secs(24 * 3600),
+            beyond_window: false,
+            without_mark: false,
+        }
+    }
 }
 
 /// Which dead letters to redrive.
@@ -110,17 +148,18 @@ pub enum Selection {
 }
 
 /// Redrives dead letters of `destination`: forget the ledger's mark, publish with
-/// confirms, remove from the DLQ after the confirm. `dry_run` only reports the choice.
+/// confirms, remove from the DLQ after the confirm. What it cannot vouch for is refused
+/// (see the module docs); `options.dry_run` only reports the choice and the window refusals.
 ///
 /// ```
 /// # #[cfg(feature = "memory")] {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use zerolost_core::memory::{MemoryBroker, MemoryDedupe};
-/// use zerolost_core::redrive::{Selection, redrive};
+/// use zerolost_core::redrive::{RedriveOptions, Selection, redrive};
 /// let broker = MemoryBroker::new();
 /// broker.declare("orders");
 /// let report = redrive(&broker, &broker.publisher(), &MemoryDedupe::new(),
-///     "orders", &Selection::All, false).await.unwrap();
+///     "orders", &Selection::All, &RedriveOptions::default()).await.unwrap();
 /// assert!(report.redriven.is_empty());
 /// # });
 /// # }
@@ -131,10 +170,97 @@ pub async fn redrive(
     ledger: &dyn ConsumerLedger,
     destination: &str,
     selection: &Selection,
-    dry_run: bool,
+    options: &RedriveOptions,
 ) -> Result<RedriveReport, Error> {
     let messages = dlq.list(destination).await?;
     let mut report = RedriveReport::default();
+    let chosen = choose(&messages, selection, &mut report);
+    let horizon =
+        Utc::now() - chrono::Duration::from_std(options.window).unwrap_or(chrono::Duration::MAX);
+    let mut kept = Vec::with_capacity(chosen.len());
+    for message in chosen {
+        let first = first_published(message);
+        if options.beyond_window || first.is_some_and(|at| at >= horizon) {
+            kept.push(message);
+        } else {
+            let why = beyond_window(first, options.window);
+            report.refused.push((message_id(message), why));
+        }
+    }
+    if options.dry_run {
+        report.redriven = kept.iter().map(|m| message_id(m)).collect();
+        return Ok(report);
+    }
+    let mut sendable = Vec::with_capacity(kept.len());
+    for message in kept {
+        let id = message_id(message);
+        if ledger.forget_dead_letter(id).await? || options.without_mark {
+            sendable.push((id, message.envelope.clone()));
+        } else {
+            report.refused.push((id, NO_MARK.to_owned()));
+        }
+    }
+    let envelopes: Vec<Envelope> = sendable.iter().map(|(_, e)| e.clone()).collect();
+    let results = publisher.publish_batch(&envelopes).await;
+    for ((id, _), result) in sendable.iter().zip(results) {
+        match result {
+            Ok(_) => report.redriven.push(*id),
+            Err(e) => report.failed.push((*id, e.to_string())),
+        }
+    }
+    if !report.redriven.is_empty() {
+        report.removed = dlq.remove(destination, &report.redriven).await?;
+    }
+    Ok(report)
+}
+
+const NO_MARK: &str = "the consumers' ledger holds no dead-letter mark for it: either this ledger is not the \
+     consumers' (another [redis] prefix, other [inbox] tables; they would suppress the redriven copy as \
+     already finished) or an earlier redrive removed the mark and did not publish; check, then pass \
+     --without-mark (RedriveOptions::without_mark)";
+
+fn beyond_window(first: Option<DateTime<Utc>>, window: Duration) -> String {
+    let age = first.map_or_else(
+        || "of unknown age (its id carries no time)".to_owned(),
+        |at| format!("first published {}", at.format("%Y-%m-%dT%H:%M:%SZ")),
+    );
+    format!(
+        "beyond the consumers' dedupe window: {age}, and processed marks are kept {}; a copy \
+         processed then may be forgotten and would be applied again; pass --beyond-window \
+         (RedriveOptions::beyond_window) to redrive it anyway",
+        humanize(window)
+    )
+}
+
+fn humanize(window: Duration) -> String {
+    let secs = window.as_secs();
+    match secs {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),
+        s => format!("{s}s"),
+    }
+}
+
+/// When a dead letter was first published: its UUIDv7 id's time, else its first failure.
+fn first_published(message: &DeadLetterMessage) -> Option<DateTime<Utc>> {
+    message
+        .id
+        .and_then(|id| id.minted_at())
+        .map(DateTime::<Utc>::from)
+        .or_else(|| message.failure.as_ref().map(|f| f.first_failure_at))
+}
+
+fn message_id(message: &DeadLetterMessage) -> MessageId {
+    message.id.unwrap_or_default()
+}
+
+/// The chosen messages with an id, one copy per id (a DLQ can hold two copies of one id
+/// after an earlier interrupted redrive); notes ids not found and messages without one.
+fn choose<'a>(
+    messages: &'a [DeadLetterMessage],
+    selection: &Selection,
+    report: &mut RedriveReport,
+) -> Vec<&'a DeadLetterMessage> {
     let chosen: Vec<&DeadLetterMessage> = match selection {
         Selection::All => {
             report.skipped_without_id = messages.iter().filter(|m| m.id.is_none()).count();
@@ -154,34 +280,11 @@ pub async fn redrive(
                 .collect()
         }
     };
-    // One copy per id (a DLQ can hold two copies of one id after an earlier interrupted redrive).
     let mut seen = HashSet::new();
-    let chosen: Vec<(MessageId, &Envelope)> = chosen
+    chosen
         .into_iter()
-        .filter_map(|m| {
-            m.id.filter(|id| seen.insert(*id))
-                .map(|id| (id, &m.envelope))
-        })
-        .collect();
-    if dry_run {
-        report.redriven = chosen.iter().map(|(id, _)| *id).collect();
-        return Ok(report);
-    }
-    for (id, _) in &chosen {
-        ledger.forget_dead_letter(*id).await?;
-    }
-    let envelopes: Vec<Envelope> = chosen.iter().map(|(_, e)| (*e).clone()).collect();
-    let results = publisher.publish_batch(&envelopes).await;
-    for ((id, _), result) in chosen.iter().zip(results) {
-        match result {
-            Ok(_) => report.redriven.push(*id),
-            Err(e) => report.failed.push((*id, e.to_string())),
-        }
-    }
-    if !report.redriven.is_empty() {
-        report.removed = dlq.remove(destination, &report.redriven).await?;
-    }
-    Ok(report)
+        .filter(|m| m.id.is_some_and(|id| seen.insert(id)))
+        .collect()
 }
 
 /// Header of a redrive marker on a log-based DLQ: the id whose earlier copies it hides.

@@ -307,9 +307,14 @@ impl Statements {
                 "SELECT attempts, first_failure_at, last_failure_at, last_error FROM {i} WHERE id = ?"
             )),
             record_failure,
-            finished: format!("SELECT id, state, finished_at FROM {i} WHERE state >= 2"),
+            // Only marks still kept: past keep_until an id is claimable afresh, so the ledger
+            // no longer vouches for it (as Redis's expired keys and the memory store).
+            finished: format!(
+                "SELECT id, state, finished_at FROM {i} WHERE state >= 2 AND keep_until > {now}"
+            ),
             finished_since: n(format!(
-                "SELECT id, state, finished_at FROM {i} WHERE state >= 2 AND finished_at >= ?"
+                "SELECT id, state, finished_at FROM {i} WHERE state >= 2 AND keep_until > {now} \
+                 AND finished_at >= ?"
             )),
             duplicates_total,
             counts: format!(

@@ -15,11 +15,14 @@ use zerolost_core::{
 };
 
 mod leases;
+mod replays;
 pub use leases::{
     Run, TimedHandler, dedupe_claims_are_renewed_and_fenced,
     failures_count_only_under_a_held_claim, lost_renewal_cancels_the_handler,
     slow_handler_keeps_its_claim,
 };
+
+pub use replays::{reconcile_respects_the_ledger_window, redrive_refuses_what_it_cannot_vouch_for};
 
 use crate::{
     Backend, DeadLetter, FlakyPublisher, LossyPublisher, RecordingHandler, Stores,
@@ -384,7 +387,7 @@ pub async fn permanent_failure_dead_lettered_at_once(backend: &dyn Backend, stor
 /// back with confirms, removes it from the DLQ and a fixed handler applies it once; then
 /// `All` redrives the other.
 pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Stores) {
-    use zerolost_core::redrive::{Selection, redrive};
+    use zerolost_core::redrive::{RedriveOptions, Selection, redrive};
     let Some(dlq) = ok(backend.dead_letter_queue().await, "dead-letter queue") else {
         eprintln!(
             "\n*** NOT RUN: {} offers no dead-letter queue admin; redrive is tested on the other backends.\n",
@@ -460,7 +463,10 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
             dedupe.ledger.as_ref(),
             &dest,
             &Selection::Ids(vec![first.id]),
-            true,
+            &RedriveOptions {
+                dry_run: true,
+                ..RedriveOptions::default()
+            },
         )
         .await,
         "dry run",
@@ -487,7 +493,7 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
             dedupe.ledger.as_ref(),
             &dest,
             &Selection::Ids(vec![first.id, unknown]),
-            false,
+            &RedriveOptions::default(),
         )
         .await,
         "redrive one",
@@ -509,7 +515,7 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
             dedupe.ledger.as_ref(),
             &dest,
             &Selection::All,
-            false,
+            &RedriveOptions::default(),
         )
         .await,
         "redrive all",
@@ -1210,6 +1216,8 @@ pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
     slow_handler_keeps_its_claim(backend, stores).await;
     lost_renewal_cancels_the_handler(backend, stores).await;
     failures_count_only_under_a_held_claim(backend, stores).await;
+    reconcile_respects_the_ledger_window(backend, stores).await;
+    redrive_refuses_what_it_cannot_vouch_for(backend, stores).await;
 }
 
 /// One `#[tokio::test]` per conformance function. `$backend` and `$stores` are async
@@ -1247,7 +1255,8 @@ macro_rules! conformance_suite {
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
             dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
-            failures_count_only_under_a_held_claim);
+            failures_count_only_under_a_held_claim, reconcile_respects_the_ledger_window,
+            redrive_refuses_what_it_cannot_vouch_for);
     };
     (@broker_opt $backend:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1276,7 +1285,8 @@ macro_rules! conformance_suite {
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
             dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
-            failures_count_only_under_a_held_claim);
+            failures_count_only_under_a_held_claim, reconcile_respects_the_ledger_window,
+            redrive_refuses_what_it_cannot_vouch_for);
     };
     (stores: $stores:expr) => {
         $crate::conformance_suite!(@stores_opt $stores;
@@ -1288,7 +1298,8 @@ macro_rules! conformance_suite {
             unsendable_is_parked_with_reason, reconciler_finds_and_repairs_missing,
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
             dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
-            failures_count_only_under_a_held_claim);
+            failures_count_only_under_a_held_claim, reconcile_respects_the_ledger_window,
+            redrive_refuses_what_it_cannot_vouch_for);
     };
     (@stores_opt $stores:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,7 +247,10 @@ pub async fn ledger(config: &Config) -> Result<Arc<dyn ConsumerLedger>, Error> {
     }
     if let Some(redis) = &config.redis {
         return Ok(Arc::new(
-            zerolost_redis::RedisDedupe::connect(redis.url.expose()).await?,
+            zerolost_redis::RedisDedupe::connect(redis.url.expose())
+                .await?
+                .with_prefix(&redis.prefix)
+                .map_err(|e| Error::Config(format!("redis.prefix: {e}")))?,
         ));
     }
     Err(Error::Config(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, redrive};
+use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, RedriveOptions, redrive};
 use zerolost_core::{Error, MessageId};
 
 use super::connect::{kafka_config, ledger, publisher, rabbit_config, rocket_config};
@@ -44,6 +44,12 @@ enum DlqCommand {
     Redrive {
         #[command(flatten)]
         choice: Choice,
+        /// Publish even when the consumers' ledger holds no dead-letter mark for the message
+        /// (an earlier redrive removed it and did not publish). Without it such a message is
+        /// refused: a ledger that is not the consumers' (another `[redis] prefix`, other
+        /// `[inbox]` tables) would let them swallow the copy as already finished.
+        #[arg(long)]
+        without_mark: bool,
         /// One JSON object instead of the summary.
         #[arg(long)]
         json: bool,
@@ -148,19 +154,28 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Redrive { choice, json } => {
+        DlqCommand::Redrive {
+            choice,
+            without_mark,
+            json,
+        } => {
             // Without the ledger the redriven copy would be suppressed as a duplicate.
             let ledger = ledger(&config).await?;
             let publisher = publisher(&config).await?;
             let dry_run = choice.dry_run;
-            let selection = choice.selection();
+            let options = RedriveOptions {
+                dry_run,
+                window: config.consumer.keep_for,
+                beyond_window: choice.beyond_window,
+                without_mark,
+            };
             let report = redrive(
                 dlq.as_ref(),
                 publisher.as_ref(),
                 ledger.as_ref(),
                 &destination,
-                &selection,
-                dry_run,
+                &choice.selection(),
+                &options,
             )
             .await?;
             if json {
@@ -186,17 +201,27 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
             for id in &report.not_found {
                 eprintln!("not in the DLQ: {id}");
             }
+            if !json {
+                for (id, why) in &report.refused {
+                    println!("  REFUSED {id} (still in the DLQ, nothing published): {why}");
+                }
+            }
             if report.skipped_without_id > 0 {
                 eprintln!(
                     "{} dead letter(s) without an id were left: nothing could deduplicate them",
                     report.skipped_without_id
                 );
             }
-            Ok(if report.failed.is_empty() && report.not_found.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(
+                if report.failed.is_empty()
+                    && report.not_found.is_empty()
+                    && report.refused.is_empty()
+                {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                },
+            )
         }
     }
 }

@@ -50,15 +50,20 @@ pub struct Choice {
     /// Say what would change, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also messages first published before the consumers' dedupe window (`[consumer]
+    /// keep_for`): refused without it, since a copy processed then may be forgotten and
+    /// would be applied again.
+    #[arg(long)]
+    pub beyond_window: bool,
 }
 
 impl Choice {
     /// The choice as a redrive selection.
-    pub fn selection(self) -> Selection {
+    pub fn selection(&self) -> Selection {
         if self.all {
             Selection::All
         } else {
-            Selection::Ids(self.ids)
+            Selection::Ids(self.ids.clone())
         }
     }
 }

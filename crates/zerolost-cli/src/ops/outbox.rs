@@ -119,37 +119,81 @@ pub async fn run(args: OutboxArgs) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         OutboxCommand::Unpark(choice) => {
-            let parked = parked_rows(&outbox).await?;
-            let dry_run = choice.dry_run;
-            let chosen: Vec<MessageId> = if choice.all {
-                parked.iter().map(|row| row.id).collect()
-            } else {
-                let ids = choice.ids;
-                let unknown: Vec<String> = ids
-                    .iter()
-                    .filter(|id| !parked.iter().any(|row| row.id == **id))
-                    .map(ToString::to_string)
-                    .collect();
-                if !unknown.is_empty() {
-                    return Err(Error::Config(format!(
-                        "not parked (or not in the outbox): {}",
-                        unknown.join(", ")
-                    )));
-                }
-                ids
-            };
-            if dry_run {
-                println!("would unpark {} row(s):", chosen.len());
-                for id in &chosen {
-                    println!("  {id}");
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let requeued = outbox.requeue(&chosen).await?;
-            println!("unparked {requeued} row(s); the relay publishes them on its next rounds");
-            Ok(ExitCode::SUCCESS)
+            let window = config.consumer.keep_for;
+            unpark(&outbox, choice, window).await
         }
     }
+}
+
+/// Makes the chosen parked rows pending again; rows created before the consumers' window
+/// are refused without `--beyond-window` (exit 1 when any chosen row was refused).
+async fn unpark(
+    outbox: &std::sync::Arc<dyn zerolost_core::OutboxStore>,
+    choice: super::Choice,
+    window: std::time::Duration,
+) -> Result<ExitCode, Error> {
+    let parked = parked_rows(outbox).await?;
+    let chosen: Vec<&OutboxEntry> = if choice.all {
+        parked.iter().collect()
+    } else {
+        let unknown: Vec<String> = choice
+            .ids
+            .iter()
+            .filter(|id| !parked.iter().any(|row| row.id == **id))
+            .map(ToString::to_string)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::Config(format!(
+                "not parked (or not in the outbox): {}",
+                unknown.join(", ")
+            )));
+        }
+        parked
+            .iter()
+            .filter(|row| choice.ids.contains(&row.id))
+            .collect()
+    };
+    let horizon =
+        chrono::Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let (ids, refused): (Vec<MessageId>, Vec<MessageId>) = {
+        let (kept, old): (Vec<&OutboxEntry>, Vec<&OutboxEntry>) = chosen
+            .into_iter()
+            .partition(|row| choice.beyond_window || row.created_at >= horizon);
+        (
+            kept.iter().map(|r| r.id).collect(),
+            old.iter().map(|r| r.id).collect(),
+        )
+    };
+    if !refused.is_empty() {
+        println!(
+            "refused {} row(s) created more than {} ago, before the consumers' dedupe window ([consumer] keep_for): \
+             a copy that was delivered and processed then may be forgotten and would be applied again; \
+             pass --beyond-window to unpark them anyway:",
+            refused.len(),
+            humantime::format_duration(window)
+        );
+        for id in &refused {
+            println!("  {id}");
+        }
+    }
+    if choice.dry_run {
+        println!("would unpark {} row(s):", ids.len());
+        for id in &ids {
+            println!("  {id}");
+        }
+    } else {
+        let requeued = if ids.is_empty() {
+            0
+        } else {
+            outbox.requeue(&ids).await?
+        };
+        println!("unparked {requeued} row(s); the relay publishes them on its next rounds");
+    }
+    Ok(if refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn parked_rows(

@@ -18,7 +18,9 @@ pub struct ReconcileArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Only messages created at or after this time (RFC 3339, e.g. 2026-11-26T00:00:00Z),
-    /// or this long ago (e.g. 24h).
+    /// or this long ago (e.g. 24h). Default: the consumers' window (`[consumer] keep_for`,
+    /// 24h), the span their ledger vouches for; older messages are reported "beyond the
+    /// ledger window", never as lost.
     #[arg(long)]
     since: Option<String>,
     /// How long after its publish a message may still be on its way (not yet missing).
@@ -27,6 +29,10 @@ pub struct ReconcileArgs {
     /// Re-enqueue the missing messages (same ids: a late copy is suppressed downstream).
     #[arg(long)]
     repair: bool,
+    /// With --repair: re-enqueue the messages beyond the ledger window too. Their processed
+    /// marks may be gone, so one that was processed is applied again.
+    #[arg(long, requires = "repair")]
+    beyond_window: bool,
     /// Refuse to repair more than this many messages (a loss that large needs a person;
     /// the source article's threshold).
     #[arg(long, default_value_t = 1000)]
@@ -43,6 +49,10 @@ struct Output<'a> {
     lost: usize,
     repaired: usize,
     repair_refused: bool,
+    /// Messages beyond the ledger window (`report.beyond_window`), and how many of them
+    /// were re-enqueued (only with `--beyond-window`).
+    beyond_window: usize,
+    repaired_beyond_window: usize,
 }
 
 fn since(text: &str) -> Result<DateTime<Utc>, Error> {
@@ -62,16 +72,29 @@ fn since(text: &str) -> Result<DateTime<Utc>, Error> {
 /// Reconciles; exit 1 when anything is missing, 3 when a repair was refused as too large.
 pub async fn run(args: ReconcileArgs) -> Result<ExitCode, Error> {
     let config = args.config.load()?;
-    let since = args.since.as_deref().map(since).transpose()?;
+    let window = config.consumer.keep_for;
+    let since = match args.since.as_deref() {
+        Some(text) => since(text)?,
+        None => Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX),
+    };
     let outbox = OutboxDb::connect(config.outbox()?).await?.outbox();
-    let reconciler = Reconciler::new(outbox, ledger(&config).await?).with_grace(args.grace);
-    let report = reconciler.reconcile(since).await?;
+    let reconciler = Reconciler::new(outbox, ledger(&config).await?)
+        .with_grace(args.grace)
+        .with_window(window);
+    let report = reconciler.reconcile(Some(since)).await?;
     let lost = report.missing.len();
-    let repair_refused = args.repair && lost > args.max_repair;
-    let repaired = if args.repair && !repair_refused {
-        reconciler.repair(&report).await?
+    let beyond_window = report.beyond_window.len();
+    let repair_refused =
+        args.repair && lost + beyond_window * usize::from(args.beyond_window) > args.max_repair;
+    let (repaired, repaired_beyond_window) = if args.repair && !repair_refused {
+        let beyond = if args.beyond_window {
+            reconciler.repair_beyond_window(&report).await?
+        } else {
+            0
+        };
+        (reconciler.repair(&report).await?, beyond)
     } else {
-        0
+        (0, 0)
     };
     if args.json {
         let output = Output {
@@ -79,10 +102,25 @@ pub async fn run(args: ReconcileArgs) -> Result<ExitCode, Error> {
             lost,
             repaired,
             repair_refused,
+            beyond_window,
+            repaired_beyond_window,
         };
         println!("{}", super::to_json(&output)?);
     } else {
         print_table(&report);
+        if beyond_window > 0 && !args.beyond_window {
+            println!(
+                "\n{beyond_window} message(s) published but created before the ledger window ({}, [consumer] keep_for): \
+                 the consumers' marks for them may be gone, so they are neither lost nor safe to re-send; \
+                 --repair leaves them (--repair --beyond-window re-sends them, and any that was processed is applied again)",
+                humantime::format_duration(window)
+            );
+        }
+        if repaired_beyond_window > 0 {
+            println!(
+                "re-enqueued {repaired_beyond_window} message(s) beyond the ledger window (--beyond-window)"
+            );
+        }
         if repair_refused {
             println!(
                 "\nREPAIR REFUSED: {lost} missing is above --max-repair {}: investigate before re-sending",
@@ -136,6 +174,7 @@ fn print_table(r: &ReconcileReport) {
         ("pending (not sent yet)", r.pending, "", 0),
         ("in flight (within grace)", r.in_flight, "", 0),
         ("LOST (missing after grace)", r.missing.len(), "", 0),
+        ("beyond the ledger window", r.beyond_window.len(), "", 0),
         ("unknown to the outbox", r.unknown.len(), "", 0),
     ];
     for (label, value, count_label, count) in rows {

@@ -57,6 +57,13 @@ pub struct ReconcileReport {
     pub missing: Vec<MessageId>,
     /// Published within the grace period and not finished yet (not counted as missing).
     pub in_flight: usize,
+    /// Published, not finished by the ledger's account, and created before the ledger's
+    /// window began (`horizon`): the consumers' processed marks last only `keep_for`, so
+    /// the ledger cannot vouch for these either way. Never counted as missing, and
+    /// [`Reconciler::repair`] leaves them alone (a copy processed then would be applied again).
+    pub beyond_window: Vec<MessageId>,
+    /// The start of the ledger's window: messages created before it are beyond the window.
+    pub horizon: Option<DateTime<Utc>>,
     /// Finished by the consumer but not in the outbox (foreign producers, or outside the window).
     pub unknown: Vec<MessageId>,
     /// Redeliveries suppressed as duplicates, where the ledger counts them.
@@ -92,16 +99,26 @@ pub struct Reconciler {
     outbox: Arc<dyn OutboxStore>,
     ledger: Arc<dyn ConsumerLedger>,
     grace: Duration,
+    window: Duration,
 }
 
 impl Reconciler {
-    /// A reconciler over an outbox and a consumer ledger, with a 5-minute grace period.
+    /// A reconciler over an outbox and a consumer ledger, with a 5-minute grace period and
+    /// a 24-hour ledger window (the consumer's default `keep_for`).
     pub fn new(outbox: impl OutboxStore + 'static, ledger: impl ConsumerLedger + 'static) -> Self {
         Self {
             outbox: Arc::new(outbox),
             ledger: Arc::new(ledger),
             grace: Duration::from_secs(300),
+            window: Duration::from_secs(24 * 3600),
         }
+    }
+
+    /// How long the consumers remember what they finished (their `keep_for`): messages
+    /// created longer ago are reported as beyond the window, never as missing.
+    pub fn with_window(mut self, keep_for: Duration) -> Self {
+        self.window = keep_for;
+        self
     }
 
     /// How long after its publish a message may still be on its way.
@@ -119,9 +136,12 @@ impl Reconciler {
             finished.entries.iter().map(|e| (e.id, e.outcome)).collect();
         let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
         let settled_before = outbox.taken_at.checked_sub_signed(grace);
+        let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX);
+        let horizon = outbox.taken_at.checked_sub_signed(window);
 
         let mut report = ReconcileReport {
             taken_at: outbox.taken_at,
+            horizon,
             produced: outbox.entries.len(),
             duplicates_suppressed,
             ..ReconcileReport::default()
@@ -141,6 +161,9 @@ impl Reconciler {
                     match outcome.get(&entry.id) {
                         Some(Outcome::Processed) => report.processed += 1,
                         Some(Outcome::DeadLettered) => report.dead_lettered.push(entry.id),
+                        None if horizon.is_some_and(|h| entry.created_at < h) => {
+                            report.beyond_window.push(entry.id);
+                        }
                         None => {
                             let settled = match (entry.published_at, settled_before) {
                                 (Some(at), Some(limit)) => at <= limit,
@@ -174,11 +197,22 @@ impl Reconciler {
     }
 
     /// Makes the outbox send every missing message again (same id, so a copy that did
-    /// arrive after all is suppressed downstream); returns how many were requeued.
+    /// arrive after all is suppressed downstream); returns how many were requeued. Messages
+    /// beyond the ledger's window are not among them: see
+    /// [`repair_beyond_window`](Reconciler::repair_beyond_window).
     pub async fn repair(&self, report: &ReconcileReport) -> Result<usize, Error> {
         if report.missing.is_empty() {
             return Ok(0);
         }
         self.outbox.requeue(&report.missing).await
+    }
+
+    /// Makes the outbox send the messages beyond the ledger's window again: an operator's
+    /// explicit choice, since a copy processed before its mark expired is applied again.
+    pub async fn repair_beyond_window(&self, report: &ReconcileReport) -> Result<usize, Error> {
+        if report.beyond_window.is_empty() {
+            return Ok(0);
+        }
+        self.outbox.requeue(&report.beyond_window).await
     }
 }

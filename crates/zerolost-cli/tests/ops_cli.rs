@@ -2,83 +2,22 @@
 //! `outbox stats | park list | unpark`, and the config file's errors and redaction.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use zerolost_core::{Envelope, MessageId, OutboxStore};
-use zerolost_rabbitmq::testkit::{RabbitBackend, test_management_url, test_url};
+use zerolost_rabbitmq::testkit::{RabbitBackend, test_url};
 use zerolost_rabbitmq::{QueueSpec, declare_destination, queue_contents};
 use zerolost_sqlx::SqliteStore;
 use zerolost_testkit::Backend;
 
 mod common;
-use common::{run, sqlite, workdir, zerolost};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// `GET path` on the daemon: `(status code, body)`, or `None` while it does not listen.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((code, body))
-}
-
-/// The value of a metric line `name value` in a Prometheus text page.
-fn metric(page: &str, name: &str) -> Option<f64> {
-    page.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let status = wait_for("the relay to exit", limit, || {
-        child.try_wait().ok().flatten()
-    });
-    status.code().unwrap_or(-1)
-}
-
-fn rabbit_config_text(dir: &Path, destination: &str, port: u16) -> String {
-    format!(
-        "broker = \"rabbitmq\"\ndestinations = [\"{destination}\"]\n\
-         [outbox]\nurl = \"sqlite://{}\"\n\
-         [relay]\nbatch_size = 20\nstats_interval = \"200ms\"\ndlq_interval = \"200ms\"\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n\
-         [rabbitmq]\nurl = \"{}\"\nmanagement_url = \"{}\"\nvhost = \"zerolost\"\n",
-        dir.join("outbox.sqlite").display(),
-        test_url(),
-        test_management_url()
-    )
-}
+use common::{
+    free_port, http_get, metric, rabbit_config_text, run, sqlite, terminate, wait_exit, wait_for,
+    workdir, zerolost,
+};
 
 /// A fresh quorum queue `cli-<tag>`, and a SQLite outbox in a fresh working directory holding
 /// `n` pending orders for it: `(dir, queue, store, the orders' ids)`.

@@ -81,6 +81,11 @@ pub trait DeadLetterQueue: Send + Sync {
     async fn list(&self, destination: &str) -> Result<Vec<DeadLetterMessage>, Error>;
     /// Removes the messages with these ids from `destination`'s DLQ; returns how many.
     async fn remove(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error>;
+    /// How many dead letters `destination` has (the relay's gauge). The default counts
+    /// [`list`](DeadLetterQueue::list); a backend overrides it with a cheaper read.
+    async fn depth(&self, destination: &str) -> Result<usize, Error> {
+        Ok(self.list(destination).await?.len())
+    }
 }
 
 #[async_trait]
@@ -90,6 +95,9 @@ impl<T: DeadLetterQueue + ?Sized> DeadLetterQueue for Arc<T> {
     }
     async fn remove(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
         (**self).remove(destination, ids).await
+    }
+    async fn depth(&self, destination: &str) -> Result<usize, Error> {
+        (**self).depth(destination).await
     }
 }
 

@@ -104,6 +104,17 @@ impl ManagementApi {
 
     /// One API call; `Ok(None)` on 404 (and for answers without a body).
     async fn request(&self, method: &'static str, path: String) -> Result<Option<Value>, Error> {
+        self.send(method, path, None).await
+    }
+
+    /// One API call with an optional JSON body (PUT); `Ok(None)` on 404 and for answers
+    /// without a body.
+    async fn send(
+        &self,
+        method: &'static str,
+        path: String,
+        body: Option<Value>,
+    ) -> Result<Option<Value>, Error> {
         let url = format!("{}/api/{path}", self.base);
         let authorization = self.authorization.clone();
         let shown = self.shown.clone();
@@ -113,8 +124,14 @@ impl ManagementApi {
                 .http_status_as_error(false)
                 .build()
                 .new_agent();
-            let mut response = if method == "DELETE" {
-                let mut request = agent.delete(&url).header("X-Reason", "zerolost chaos");
+            let mut response = if let Some(body) = body {
+                let mut request = agent.put(&url);
+                if let Some(authorization) = &authorization {
+                    request = request.header("Authorization", authorization);
+                }
+                request.send_json(body)
+            } else if method == "DELETE" {
+                let mut request = agent.delete(&url).header("X-Reason", "zerolost");
                 if let Some(authorization) = &authorization {
                     request = request.header("Authorization", authorization);
                 }
@@ -128,7 +145,7 @@ impl ManagementApi {
             }
             .map_err(|e| (format!("{method} {path}: {e}"), true))?;
             match response.status().as_u16() {
-                404 | 204 => Ok(None),
+                404 | 204 | 201 => Ok(None),
                 200 => response
                     .body_mut()
                     .read_json::<Value>()
@@ -150,6 +167,30 @@ impl ManagementApi {
             }
             .into()
         })
+    }
+
+    /// Sets the policy `name` of this vhost: `definition` (e.g. `{"delivery-limit": 2}`)
+    /// on the queues whose names match `pattern` (`rabbitmqctl set_policy … --apply-to queues`).
+    pub async fn set_policy(
+        &self,
+        name: &str,
+        pattern: &str,
+        definition: Value,
+    ) -> Result<(), Error> {
+        let body = serde_json::json!({
+            "pattern": pattern,
+            "definition": definition,
+            "apply-to": "queues",
+            "priority": 10,
+        });
+        let path = format!("policies/{}/{}", encode(&self.vhost), encode(name));
+        self.send("PUT", path, Some(body)).await.map(|_| ())
+    }
+
+    /// Removes the policy `name` of this vhost (absent: nothing to do).
+    pub async fn clear_policy(&self, name: &str) -> Result<(), Error> {
+        let path = format!("policies/{}/{}", encode(&self.vhost), encode(name));
+        self.request("DELETE", path).await.map(|_| ())
     }
 
     /// Names of the open client connections of this vhost whose `connection_name` is
@@ -372,6 +413,81 @@ pub async fn audit(api: &ManagementApi, queue: &str) -> Result<Audit, Error> {
         queue: queue.to_owned(),
         findings,
     })
+}
+
+/// Checks `destination`'s dead-letter queue (`<destination>.dlq`) through the management
+/// API: it exists, and nothing drops a dead letter from it. A DLQ has no dead-letter
+/// exchange of its own, so a delivery limit (each return of a read message counts; RabbitMQ
+/// 4 sets 20 by default), a length limit that drops, or a TTL lose dead letters for good.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_core::Error> {
+/// use zerolost_rabbitmq::{ManagementApi, audit_dead_letters};
+/// let api = ManagementApi::new("http://admin:secret@127.0.0.1:15672", "/")?;
+/// for f in audit_dead_letters(&api, "orders").await?.findings {
+///     println!("{}: {}", f.subject, f.fix);
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn audit_dead_letters(api: &ManagementApi, destination: &str) -> Result<Audit, Error> {
+    let queue = zerolost_core::default_dlq_name(destination);
+    let subject = |what: &str| format!("queue {queue}: {what}");
+    let Some(info) = api.queue(&queue).await? else {
+        return Ok(Audit {
+            queue: queue.clone(),
+            findings: vec![Finding {
+                subject: subject("exists"),
+                found: "no such queue".into(),
+                required: "the dead-letter queue".into(),
+                severity: Severity::Unsafe,
+                fix: format!(
+                    "dead letters of {destination} have nowhere to go: declare it with \
+                     zerolost_rabbitmq::declare_destination (or run a consumer once)"
+                ),
+            }],
+        });
+    };
+    let mut findings = Vec::new();
+    let mut unsafe_setting = |what: &str, found: String, fix: &str| {
+        findings.push(Finding {
+            subject: subject(what),
+            found,
+            required: "none".into(),
+            severity: Severity::Unsafe,
+            fix: fix.to_owned(),
+        })
+    };
+    if let Some(limit) = setting(&info, "x-delivery-limit", "delivery-limit") {
+        unsafe_setting(
+            "delivery limit",
+            shown(Some(limit)),
+            "each read of a dead letter that returns it counts as a delivery, and past the limit \
+             it is dropped (a DLQ has no dead-letter exchange): exclude the DLQ from the policy \
+             (e.g. a pattern that does not match `.dlq$`), or on RabbitMQ 4 set delivery-limit \
+             to -1 (unlimited) for it",
+        );
+    }
+    let limited = setting(&info, "x-max-length", "max-length")
+        .or_else(|| setting(&info, "x-max-length-bytes", "max-length-bytes"));
+    let overflow = setting(&info, "x-overflow", "overflow")
+        .and_then(Value::as_str)
+        .unwrap_or("drop-head");
+    if limited.is_some() && overflow != "reject-publish" {
+        unsafe_setting(
+            "length limit",
+            format!("{} with overflow {overflow}", shown(limited)),
+            "a full DLQ drops its oldest dead letters: remove the limit or set overflow \
+             reject-publish (the consumer then holds the message until there is room)",
+        );
+    }
+    if let Some(ttl) = setting(&info, "x-message-ttl", "message-ttl") {
+        unsafe_setting(
+            "message TTL",
+            shown(Some(ttl)),
+            "expired dead letters are discarded: remove the TTL from the DLQ",
+        );
+    }
+    Ok(Audit { queue, findings })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ mod subscriber;
 pub mod testkit;
 mod topology;
 
-pub use audit::{Audit, ManagementApi, audit};
+pub use audit::{Audit, ManagementApi, audit, audit_dead_letters};
 pub use config::RabbitConfig;
 pub use dlq::RabbitDeadLetters;
 pub use error::RabbitError;

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use zerolost_core::{
-    DeadLetterPublisher, DeadLetterSink, Error, Publisher, Subscriber, default_dlq_name,
-};
+use zerolost_core::{DeadLetterPublisher, DeadLetterSink, Error, Publisher, Subscriber};
 use zerolost_testkit::{Backend, DeadLetter};
 
 use crate::{
     ManagementApi, QueueSpec, RabbitConfig, RabbitError, RabbitPublisher, RabbitSubscriber,
-    declare_destination, queue_contents,
+    declare_destination,
 };
 
 static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
@@ -155,7 +153,8 @@ impl Backend for RabbitBackend {
     }
 
     async fn dead_letters(&self, destination: &str) -> Result<Vec<DeadLetter>, Error> {
-        Ok(queue_contents(&self.config, &default_dlq_name(destination))
+        Ok(crate::RabbitDeadLetters::new(self.config.clone())
+            .messages(destination)
             .await?
             .into_iter()
             .map(DeadLetter::from_incoming)

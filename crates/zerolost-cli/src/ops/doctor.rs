@@ -312,6 +312,11 @@ async fn check_rabbitmq(config: &Config, checks: &mut Vec<Check>) {
             .await
             .map(|a| a.findings);
         audit_result(&target, destination, audit, checks);
+        let dlq = zerolost_core::default_dlq_name(destination);
+        let audit = zerolost_rabbitmq::audit_dead_letters(&api, destination)
+            .await
+            .map(|a| a.findings);
+        audit_result(&target, &dlq, audit, checks);
     }
 }
 

@@ -177,8 +177,8 @@ async fn watch_dlqs(
 ) {
     while !shutdown.is_cancelled() {
         for destination in &destinations {
-            match dlq.list(destination).await {
-                Ok(messages) => telemetry::record_dlq_depth(destination, messages.len()),
+            match dlq.depth(destination).await {
+                Ok(depth) => telemetry::record_dlq_depth(destination, depth),
                 Err(e) => warn!(%destination, error = %e, "cannot read the dead-letter queue"),
             }
         }

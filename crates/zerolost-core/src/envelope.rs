@@ -113,7 +113,10 @@ pub struct Incoming {
     pub key: Option<String>,
     /// All headers/properties as strings, including [`MESSAGE_ID_HEADER`] when present.
     pub headers: BTreeMap<String, String>,
-    /// The broker's native message id (AMQP `message_id`, RocketMQ keys/msgId, Kafka record key).
+    /// The broker's native id of the message: AMQP `message_id`, RocketMQ's keys (else its
+    /// msgId). Kafka has no message id: there it is the record's position
+    /// `topic/partition/offset`, the same for every redelivery of that record but new for a
+    /// producer's re-send, so it cannot deduplicate re-sends (see [`IdExtractor`](crate::IdExtractor)).
     pub native_id: Option<String>,
     /// The message body.
     pub payload: Bytes,

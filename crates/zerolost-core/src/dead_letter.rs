@@ -26,6 +26,22 @@ pub mod dlq_headers {
     pub const LAST_FAILURE_AT: &str = "zerolost-dlq-last-failure-at";
 }
 
+/// The longest error text a dead letter carries (bytes); a longer one is cut, so the
+/// failure metadata cannot push a message over the DLQ's size limit on its own.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] bytes at a character boundary, saying how much was cut.
+pub(crate) fn bounded(text: &str) -> String {
+    if text.len() <= MAX_ERROR_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes cut)", &text[..end], text.len() - end)
+}
+
 /// Why a message was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,11 +91,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// The metadata as message headers (see [`dlq_headers`]).
+    /// The metadata as message headers (see [`dlq_headers`]); the error text is cut to
+    /// [`MAX_ERROR_TEXT`] bytes.
     pub fn to_headers(&self) -> BTreeMap<String, String> {
         let mut h = BTreeMap::new();
         h.insert(dlq_headers::REASON.into(), self.reason.as_str().into());
-        h.insert(dlq_headers::ERROR.into(), self.error.clone());
+        h.insert(dlq_headers::ERROR.into(), bounded(&self.error));
         h.insert(dlq_headers::ATTEMPTS.into(), self.attempts.to_string());
         h.insert(
             dlq_headers::ORIGINAL_DESTINATION.into(),
@@ -178,6 +195,15 @@ impl<P: Publisher> DeadLetterSink for DeadLetterPublisher<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_error_texts_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(2000);
+        let cut = bounded(&long);
+        assert!(cut.len() < MAX_ERROR_TEXT + 40, "{}", cut.len());
+        assert!(cut.ends_with("more bytes cut)"));
+        assert_eq!(bounded("short"), "short");
+    }
 
     #[test]
     fn failure_round_trips_through_headers() {

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::parking::ParkedDeadLetter;
 use crate::{Error, MessageId};
 
 /// Proof of a claim on one message id. Only its holder can extend, complete or release
@@ -107,6 +108,16 @@ pub trait DedupeStore: Send + Sync {
     async fn failures(&self, id: MessageId) -> Result<Option<FailureRecord>, Error>;
     /// Counts one more failure for `id` and returns the new record.
     async fn record_failure(&self, id: MessageId, error: &str) -> Result<FailureRecord, Error>;
+    /// Keeps a dead letter the DLQ refused for good, durably, until a redrive takes it
+    /// (listed with the DLQ through [`ConsumerLedger::parked_dead_letters`]). Keeping the
+    /// same id again is a no-op. The default refuses: the consumer then leaves the message
+    /// unacknowledged, as before.
+    async fn park_dead_letter(&self, parked: &ParkedDeadLetter) -> Result<(), Error> {
+        let _ = parked;
+        Err(Error::Config(
+            "this dedupe store cannot keep dead letters the DLQ refused".into(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -133,6 +144,9 @@ impl<T: DedupeStore + ?Sized> DedupeStore for Arc<T> {
     }
     async fn record_failure(&self, id: MessageId, error: &str) -> Result<FailureRecord, Error> {
         (**self).record_failure(id, error).await
+    }
+    async fn park_dead_letter(&self, parked: &ParkedDeadLetter) -> Result<(), Error> {
+        (**self).park_dead_letter(parked).await
     }
 }
 
@@ -177,6 +191,17 @@ pub trait ConsumerLedger: Send + Sync {
                 .into(),
         ))
     }
+    /// The dead letters of `destination` (the one they were consumed from) that the DLQ
+    /// refused and the consumers kept here; none by default.
+    async fn parked_dead_letters(&self, destination: &str) -> Result<Vec<ParkedDeadLetter>, Error> {
+        let _ = destination;
+        Ok(Vec::new())
+    }
+    /// Removes parked dead letters (after their redrive); returns how many.
+    async fn remove_parked(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
+        let _ = (destination, ids);
+        Ok(0)
+    }
 }
 
 #[async_trait]
@@ -192,5 +217,11 @@ impl<T: ConsumerLedger + ?Sized> ConsumerLedger for Arc<T> {
     }
     async fn forget_dead_letter(&self, id: MessageId) -> Result<bool, Error> {
         (**self).forget_dead_letter(id).await
+    }
+    async fn parked_dead_letters(&self, destination: &str) -> Result<Vec<ParkedDeadLetter>, Error> {
+        (**self).parked_dead_letters(destination).await
+    }
+    async fn remove_parked(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
+        (**self).remove_parked(destination, ids).await
     }
 }

@@ -19,6 +19,7 @@ mod handler;
 mod id;
 mod id_extract;
 mod outbox;
+pub mod parking;
 mod pipeline;
 mod publish;
 pub mod redrive;
@@ -32,7 +33,8 @@ pub mod memory;
 pub use audit::{Finding, Severity};
 pub use backoff::Backoff;
 pub use dead_letter::{
-    DeadLetterPublisher, DeadLetterReason, DeadLetterSink, Failure, default_dlq_name, dlq_headers,
+    DeadLetterPublisher, DeadLetterReason, DeadLetterSink, Failure, MAX_ERROR_TEXT,
+    default_dlq_name, dlq_headers,
 };
 pub use dedupe::{
     Claim, ClaimToken, ConsumerLedger, DedupeStore, FailureRecord, Outcome, ProcessedEntry,

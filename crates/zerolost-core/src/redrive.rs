@@ -39,6 +39,9 @@ pub struct DeadLetterMessage {
     pub failure: Option<Failure>,
     /// Payload size in bytes.
     pub payload_len: usize,
+    /// Set when the DLQ refused the message for good and the consumers kept it in their
+    /// store instead: why the DLQ refused it (see [`parking`](crate::parking)).
+    pub parked: Option<String>,
 }
 
 impl DeadLetterMessage {
@@ -70,6 +73,7 @@ impl DeadLetterMessage {
             envelope,
             failure,
             payload_len,
+            parked: None,
         }
     }
 }

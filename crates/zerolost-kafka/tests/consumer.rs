@@ -220,3 +220,114 @@ async fn dead_letters_carry_the_kafka_position_and_failure() {
     assert_eq!(failure.original_destination, topic);
     assert!(failure.error.contains("cannot parse"), "{}", failure.error);
 }
+
+/// A poison record whose dead-letter copy (payload plus failure headers) is over the DLQ
+/// topic's `max.message.bytes`: the DLQ refuses it for good. It is kept in the consumers'
+/// store, listed with the DLQ, and the partition's committed offset moves past it and past
+/// the record behind it (one partition), which is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_the_dlq_refuses_is_parked_and_the_partition_moves_on() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use zerolost_core::redrive::DeadLetterQueue;
+
+    let Some(config) = common::single_node().await else {
+        return;
+    };
+    let topic = common::fresh_topic("dlq-refuses");
+    // One partition: the record behind the poison is in its partition.
+    let one = TopicSpec {
+        partitions: 1,
+        ..TopicSpec::SINGLE_NODE
+    };
+    zerolost_kafka::ensure_topic(&config, &topic, one)
+        .await
+        .expect("topic");
+    let admin: AdminClient<_> = config.admin_config().create().expect("admin");
+    let dlq_name = default_dlq_name(&topic);
+    let dlq_topic =
+        NewTopic::new(&dlq_name, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "4096");
+    for result in admin
+        .create_topics([&dlq_topic], &AdminOptions::new())
+        .await
+        .expect("create the DLQ")
+    {
+        result.expect("DLQ created");
+    }
+    let publisher = KafkaPublisher::new(&config).expect("publisher");
+    let poison = Envelope::new(&topic, vec![b'x'; 4000]).with_key("poison");
+    let behind = Envelope::new(&topic, "{}").with_key("fine");
+    let at = publisher
+        .publish(&poison)
+        .await
+        .expect("publish")
+        .position
+        .expect("position");
+    publisher.publish(&behind).await.expect("publish");
+    let (partition, offset) = at.split_once('/').expect("partition/offset");
+    let (partition, offset): (i32, i64) =
+        (partition.parse().expect("p"), offset.parse().expect("o"));
+
+    let dedupe = Arc::new(zerolost_core::memory::MemoryDedupe::new());
+    let consumer = Consumer::new(
+        dedupe.clone(),
+        RejectPoison,
+        DeadLetterPublisher::new(publisher.clone()),
+    )
+    .with_config(test_consumer_config())
+    .expect("consumer");
+    let group = format!("{topic}-group");
+    let subscriber = KafkaSubscriber::new(&config, &group, &[&topic]).expect("subscriber");
+    let running = common::spawn_consumer(&consumer, subscriber);
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        "both finished",
+        async || {
+            let t = consumer.totals();
+            t.dead_lettered == 1 && t.processed == 1
+        },
+    )
+    .await;
+    running.stop().await;
+
+    let parked = zerolost_core::ConsumerLedger::parked_dead_letters(&*dedupe, &topic)
+        .await
+        .expect("parked");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].envelope.id, poison.id);
+    assert!(
+        parked[0].refused.to_lowercase().contains("large"),
+        "{}",
+        parked[0].refused
+    );
+    let listed = zerolost_core::parking::WithParked::new(
+        Arc::new(zerolost_kafka::dead_letters(&config).expect("dlq")),
+        dedupe.clone(),
+    )
+    .list(&topic)
+    .await
+    .expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, Some(poison.id));
+    assert!(listed[0].parked.is_some());
+
+    let reader: BaseConsumer = config
+        .consumer_config(&group)
+        .expect("config")
+        .create()
+        .expect("consumer");
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    wanted.add_partition(&topic, partition);
+    let committed = reader
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("committed");
+    let position = committed
+        .find_partition(&topic, partition)
+        .and_then(|p| p.offset().to_raw())
+        .expect("a committed offset");
+    assert!(
+        position >= offset + 2,
+        "committed {position}, poison at {offset}"
+    );
+}

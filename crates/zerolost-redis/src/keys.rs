@@ -48,6 +48,15 @@ impl Keys {
         format!("{}FENCE:{{{id}}}", self.prefix)
     }
 
+    /// The parked dead letters of `destination` (id → metadata) and their payloads (id →
+    /// bytes), sharing the destination as hash tag.
+    pub(crate) fn parked(&self, destination: &str) -> (String, String) {
+        (
+            format!("{}zerolost:parked:{{{destination}}}", self.prefix),
+            format!("{}zerolost:parked-payload:{{{destination}}}", self.prefix),
+        )
+    }
+
     /// The count of suppressed duplicates.
     pub(crate) fn duplicates(&self) -> String {
         format!("{}zerolost:duplicates", self.prefix)

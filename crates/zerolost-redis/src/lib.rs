@@ -11,6 +11,7 @@
 
 mod error;
 mod keys;
+mod parking;
 mod scripts;
 mod store;
 

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use zerolost_core::parking::ParkedDeadLetter;
 use zerolost_core::{
     Claim, ClaimToken, ConsumerLedger, DedupeStore, Error, FailureRecord, MessageId, Outcome,
     ProcessedEntry, Snapshot, redact_url,
@@ -34,7 +35,7 @@ const DEFAULT_FAILURE_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct RedisDedupe {
     conn: ConnectionManager,
-    keys: Keys,
+    pub(crate) keys: Keys,
     failure_ttl: Duration,
 }
 
@@ -87,7 +88,7 @@ impl RedisDedupe {
         self
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 }
@@ -275,6 +276,10 @@ impl DedupeStore for RedisDedupe {
             .into()
         })
     }
+
+    async fn park_dead_letter(&self, parked: &ParkedDeadLetter) -> Result<(), Error> {
+        self.park(parked).await
+    }
 }
 
 #[async_trait]
@@ -332,6 +337,14 @@ impl ConsumerLedger for RedisDedupe {
             .await
             .map_err(RedisStoreError::command("forget dead letter"))?;
         Ok(removed == 1)
+    }
+
+    async fn parked_dead_letters(&self, destination: &str) -> Result<Vec<ParkedDeadLetter>, Error> {
+        self.parked(destination).await
+    }
+
+    async fn remove_parked(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
+        self.unpark(destination, ids).await
     }
 
     async fn duplicates_suppressed(&self) -> Result<u64, Error> {

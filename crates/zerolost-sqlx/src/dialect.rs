@@ -120,6 +120,12 @@ pub(crate) struct Statements {
     pub(crate) counts: String,
     pub(crate) purge_outbox: String,
     pub(crate) purge_inbox: String,
+    /// The table of dead letters the DLQ refused, quoted and qualified.
+    pub(crate) parked: String,
+    pub(crate) park_dead_letter: String,
+    pub(crate) parked_of: String,
+    /// Followed by an id list; the destination is the first parameter.
+    pub(crate) unpark_prefix: String,
 }
 
 /// Columns a leased row comes back with, in order.
@@ -243,6 +249,15 @@ impl Statements {
                 )),
             ),
         };
+        let p = tables.qualified(&tables.parked_name(), q);
+        let park_columns = "(id, original_destination, destination, msg_key, headers, payload, created_at, \
+             failure, refused, parked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let park_dead_letter = match dialect {
+            Dialect::MySql => format!("INSERT IGNORE INTO {p} {park_columns}"),
+            Dialect::Postgres | Dialect::Sqlite => n(format!(
+                "INSERT INTO {p} {park_columns} ON CONFLICT (id) DO NOTHING"
+            )),
+        };
         let snapshot_select = format!(
             "SELECT id, destination, status, attempts, lease_expires_at, last_error, created_at, \
              published_at, {now} AS now_ms FROM {o}"
@@ -324,6 +339,13 @@ impl Statements {
             ),
             purge_outbox,
             purge_inbox,
+            park_dead_letter,
+            parked_of: n(format!(
+                "SELECT id, destination, msg_key, headers, payload, created_at, failure, refused, parked_at \
+                 FROM {p} WHERE original_destination = ? ORDER BY parked_at, id"
+            )),
+            unpark_prefix: format!("DELETE FROM {p} WHERE original_destination = ? AND id"),
+            parked: p,
             outbox: o,
             inbox: i,
         }
@@ -366,6 +388,11 @@ impl Statements {
                     "inbox fence",
                     include_str!("migrations/postgres/0003_inbox_fence.sql"),
                 ),
+                (
+                    4,
+                    "parked dead letters",
+                    include_str!("migrations/postgres/0004_parked_dead_letters.sql"),
+                ),
             ],
             Dialect::MySql => &[
                 (
@@ -377,6 +404,11 @@ impl Statements {
                     2,
                     "inbox fence",
                     include_str!("migrations/mysql/0002_inbox_fence.sql"),
+                ),
+                (
+                    3,
+                    "parked dead letters",
+                    include_str!("migrations/mysql/0003_parked_dead_letters.sql"),
                 ),
             ],
             Dialect::Sqlite => &[
@@ -390,6 +422,11 @@ impl Statements {
                     "inbox fence",
                     include_str!("migrations/sqlite/0002_inbox_fence.sql"),
                 ),
+                (
+                    3,
+                    "parked dead letters",
+                    include_str!("migrations/sqlite/0003_parked_dead_letters.sql"),
+                ),
             ],
         };
         let lease_fn = self
@@ -401,6 +438,7 @@ impl Statements {
                 let sql = template
                     .replace("{outbox}", &self.outbox)
                     .replace("{inbox}", &self.inbox)
+                    .replace("{parked}", &self.parked)
                     .replace("{lease_fn}", &lease_fn)
                     .replace("{prefix}", self.tables.prefix());
                 (*version, *description, sql)
@@ -421,6 +459,7 @@ impl Statements {
         for name in [
             self.tables.outbox_name(),
             self.tables.inbox_name(),
+            self.tables.parked_name(),
             self.tables.migrations_name(),
         ] {
             statements.push(format!(

@@ -195,3 +195,53 @@ pub(crate) fn counts(rows: &[(i16, i64, i64, Option<i64>)]) -> zerolost_core::Ou
     }
     counts
 }
+
+/// A parked dead letter as stored: the envelope's columns plus the failure (JSON), the
+/// DLQ's refusal and when it was parked.
+pub(crate) struct ParkedRow {
+    pub(crate) message: LeasedRow,
+    pub(crate) failure: String,
+    pub(crate) refused: String,
+    pub(crate) parked_at: i64,
+}
+
+impl ParkedRow {
+    pub(crate) fn from_parked(
+        parked: &zerolost_core::parking::ParkedDeadLetter,
+    ) -> Result<Self, SqlError> {
+        let envelope = &parked.envelope;
+        let json = |what: &'static str, e: serde_json::Error| SqlError::Corrupt {
+            what,
+            reason: e.to_string(),
+        };
+        Ok(Self {
+            message: LeasedRow {
+                id: *envelope.id.as_uuid(),
+                destination: envelope.destination.clone(),
+                key: envelope.key.clone(),
+                headers: serde_json::to_string(&envelope.headers)
+                    .map_err(|e| json("headers", e))?,
+                payload: envelope.payload.to_vec(),
+                attempts: 0,
+                created_at: envelope.created_at.timestamp_millis(),
+            },
+            failure: serde_json::to_string(&parked.failure).map_err(|e| json("failure", e))?,
+            refused: parked.refused.clone(),
+            parked_at: parked.parked_at.timestamp_millis(),
+        })
+    }
+
+    pub(crate) fn into_parked(self) -> Result<zerolost_core::parking::ParkedDeadLetter, SqlError> {
+        let failure = serde_json::from_str(&self.failure).map_err(|e| SqlError::Corrupt {
+            what: "failure",
+            reason: e.to_string(),
+        })?;
+        let envelope = self.message.into_record(Uuid::nil())?.envelope;
+        Ok(zerolost_core::parking::ParkedDeadLetter {
+            envelope,
+            failure,
+            refused: self.refused,
+            parked_at: time(self.parked_at),
+        })
+    }
+}

@@ -698,6 +698,29 @@ macro_rules! sql_backend {
                     })
                 })
             }
+
+            async fn park_dead_letter(
+                &self,
+                parked: &zerolost_core::parking::ParkedDeadLetter,
+            ) -> Result<(), zerolost_core::Error> {
+                let row = $crate::rows::ParkedRow::from_parked(parked)?;
+                let m = &row.message;
+                sqlx::query(sqlx::AssertSqlSafe(self.sql.park_dead_letter.as_str()))
+                    .bind(m.id)
+                    .bind(parked.failure.original_destination.as_str())
+                    .bind(m.destination.as_str())
+                    .bind(m.key.as_deref())
+                    .bind(m.headers.as_str())
+                    .bind(m.payload.as_slice())
+                    .bind(m.created_at)
+                    .bind(row.failure.as_str())
+                    .bind(row.refused.as_str())
+                    .bind(row.parked_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("park dead letter"))?;
+                Ok(())
+            }
         }
 
         #[async_trait::async_trait]
@@ -745,6 +768,57 @@ macro_rules! sql_backend {
                     .await
                     .map_err(db_err("forget dead letter"))?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn parked_dead_letters(
+                &self,
+                destination: &str,
+            ) -> Result<Vec<zerolost_core::parking::ParkedDeadLetter>, zerolost_core::Error> {
+                use sqlx::Row;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(self.sql.parked_of.as_str()))
+                    .bind(destination)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_err("parked dead letters"))?;
+                let mut parked = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let read = || -> Result<$crate::rows::ParkedRow, sqlx::Error> {
+                        Ok($crate::rows::ParkedRow {
+                            message: $crate::rows::LeasedRow {
+                                id: row.try_get("id")?,
+                                destination: row.try_get("destination")?,
+                                key: row.try_get("msg_key")?,
+                                headers: row.try_get("headers")?,
+                                payload: row.try_get("payload")?,
+                                attempts: 0,
+                                created_at: row.try_get("created_at")?,
+                            },
+                            failure: row.try_get("failure")?,
+                            refused: row.try_get("refused")?,
+                            parked_at: row.try_get("parked_at")?,
+                        })
+                    };
+                    parked.push(read().map_err(db_err("parked dead letters"))?.into_parked()?);
+                }
+                Ok(parked)
+            }
+
+            async fn remove_parked(
+                &self,
+                destination: &str,
+                ids: &[zerolost_core::MessageId],
+            ) -> Result<usize, zerolost_core::Error> {
+                if ids.is_empty() {
+                    return Ok(0);
+                }
+                let uuids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+                let sql = self.sql.with_ids(&self.sql.unpark_prefix, uuids.len());
+                let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(destination);
+                let done = bind_ids(query, &uuids)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err("remove parked dead letters"))?;
+                Ok(usize::try_from(done.rows_affected()).unwrap_or(0))
             }
 
             async fn duplicates_suppressed(&self) -> Result<u64, zerolost_core::Error> {

@@ -60,6 +60,11 @@ impl Tables {
         format!("{}outbox", self.prefix)
     }
 
+    /// The table of dead letters the DLQ refused (kept by the consumers): unqualified name.
+    pub fn parked_name(&self) -> String {
+        format!("{}parked_dead_letters", self.prefix)
+    }
+
     /// The inbox table's unqualified name.
     pub fn inbox_name(&self) -> String {
         format!("{}inbox", self.prefix)

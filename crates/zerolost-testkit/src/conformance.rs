@@ -15,6 +15,7 @@ use zerolost_core::{
 };
 
 mod leases;
+mod parking;
 mod replays;
 pub use leases::{
     Run, TimedHandler, dedupe_claims_are_renewed_and_fenced,
@@ -22,6 +23,7 @@ pub use leases::{
     slow_handler_keeps_its_claim,
 };
 
+pub use parking::refused_dead_letter_is_parked_and_redriven;
 pub use replays::{reconcile_respects_the_ledger_window, redrive_refuses_what_it_cannot_vouch_for};
 
 use crate::{
@@ -1218,6 +1220,7 @@ pub async fn run_all(backend: &dyn Backend, stores: &dyn Stores) {
     failures_count_only_under_a_held_claim(backend, stores).await;
     reconcile_respects_the_ledger_window(backend, stores).await;
     redrive_refuses_what_it_cannot_vouch_for(backend, stores).await;
+    refused_dead_letter_is_parked_and_redriven(backend, stores).await;
 }
 
 /// One `#[tokio::test]` per conformance function. `$backend` and `$stores` are async
@@ -1256,7 +1259,7 @@ macro_rules! conformance_suite {
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
             dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
             failures_count_only_under_a_held_claim, reconcile_respects_the_ledger_window,
-            redrive_refuses_what_it_cannot_vouch_for);
+            redrive_refuses_what_it_cannot_vouch_for, refused_dead_letter_is_parked_and_redriven);
     };
     (@broker_opt $backend:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1286,7 +1289,7 @@ macro_rules! conformance_suite {
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
             dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
             failures_count_only_under_a_held_claim, reconcile_respects_the_ledger_window,
-            redrive_refuses_what_it_cannot_vouch_for);
+            redrive_refuses_what_it_cannot_vouch_for, refused_dead_letter_is_parked_and_redriven);
     };
     (stores: $stores:expr) => {
         $crate::conformance_suite!(@stores_opt $stores;
@@ -1299,7 +1302,7 @@ macro_rules! conformance_suite {
             missing_id_is_dead_lettered, fails_closed_when_dedupe_store_is_down,
             dead_letters_redrive_once, slow_handler_keeps_its_claim, lost_renewal_cancels_the_handler,
             failures_count_only_under_a_held_claim, reconcile_respects_the_ledger_window,
-            redrive_refuses_what_it_cannot_vouch_for);
+            redrive_refuses_what_it_cannot_vouch_for, refused_dead_letter_is_parked_and_redriven);
     };
     (@stores_opt $stores:expr; $($name:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,6 +177,13 @@ impl<D: DedupeStore> DedupeStore for SwitchableDedupe<D> {
         self.check()?;
         self.inner.record_failure(id, error).await
     }
+    async fn park_dead_letter(
+        &self,
+        parked: &zerolost_core::parking::ParkedDeadLetter,
+    ) -> Result<(), Error> {
+        self.check()?;
+        self.inner.park_dead_letter(parked).await
+    }
 }
 
 /// A confirmed publisher that stores nothing and records how often each id was

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use zerolost_core::parking::WithParked;
 use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, RedriveOptions, redrive};
 use zerolost_core::{Error, MessageId};
 
@@ -103,7 +104,11 @@ fn destination(args: &DlqArgs, config: &Config) -> Result<String, Error> {
 pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
     let config = args.config.load()?;
     let destination = destination(&args, &config)?;
-    let dlq = dead_letter_queue(&config).await?;
+    let mut dlq = dead_letter_queue(&config).await?;
+    if config.inbox.is_some() || config.redis.is_some() {
+        // Dead letters the DLQ refused are kept in the consumers' store: list them too.
+        dlq = Arc::new(WithParked::new(dlq, ledger(&config).await?));
+    }
     match args.command {
         DlqCommand::List { json } => {
             let messages = dlq.list(&destination).await?;
@@ -127,7 +132,10 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
                     );
                     let id =
                         m.id.map_or_else(|| "(no id)".to_owned(), |id| id.to_string());
-                    println!("{id:<36}  {reason:<10}  {attempts:>8}  {error}");
+                    let parked = m.parked.as_ref().map_or_else(String::new, |why| {
+                        format!(" [kept by the consumers: the DLQ refused it: {why}]")
+                    });
+                    println!("{id:<36}  {reason:<10}  {attempts:>8}  {error}{parked}");
                 }
                 println!("{} dead letter(s) of {destination}", messages.len());
             }

@@ -1,6 +1,6 @@
 //! An in-memory dedupe store with leased claims and an outage fault.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::{Clock, FaultInjector, FaultKind, lock};
+use crate::parking::ParkedDeadLetter;
 use crate::{
     Claim, ClaimToken, ConsumerLedger, DedupeStore, Error, FailureRecord, MessageId, Outcome,
     ProcessedEntry, Snapshot,
@@ -50,6 +51,8 @@ impl Entry {
 struct State {
     entries: HashMap<MessageId, Entry>,
     outage_until: Option<Instant>,
+    /// Dead letters the DLQ refused, by original destination.
+    parked: HashMap<String, BTreeMap<MessageId, ParkedDeadLetter>>,
 }
 
 /// Dedupe store and consumer ledger in memory, with optional outages from a
@@ -226,6 +229,18 @@ impl DedupeStore for MemoryDedupe {
             Ok(record)
         })
     }
+
+    async fn park_dead_letter(&self, parked: &ParkedDeadLetter) -> Result<(), Error> {
+        self.with_state(|state, _| {
+            state
+                .parked
+                .entry(parked.failure.original_destination.clone())
+                .or_default()
+                .entry(parked.envelope.id)
+                .or_insert_with(|| parked.clone());
+            Ok(())
+        })
+    }
 }
 
 #[async_trait]
@@ -260,6 +275,25 @@ impl ConsumerLedger for MemoryDedupe {
 
     async fn duplicates_suppressed(&self) -> Result<u64, Error> {
         Ok(self.suppressed.load(Ordering::Relaxed))
+    }
+
+    async fn parked_dead_letters(&self, destination: &str) -> Result<Vec<ParkedDeadLetter>, Error> {
+        self.with_state(|state, _| {
+            Ok(state
+                .parked
+                .get(destination)
+                .map(|p| p.values().cloned().collect())
+                .unwrap_or_default())
+        })
+    }
+
+    async fn remove_parked(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
+        self.with_state(|state, _| {
+            let Some(parked) = state.parked.get_mut(destination) else {
+                return Ok(0);
+            };
+            Ok(ids.iter().filter(|id| parked.remove(id).is_some()).count())
+        })
     }
 
     async fn forget_dead_letter(&self, id: MessageId) -> Result<bool, Error> {

@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use super::claim_keeper::{ClaimKeeper, Loss};
 use super::retry::{Stopped, after_grace, retry_until, sleep_or_stop};
 use super::stage::{self, Board};
+use crate::parking::ParkedDeadLetter;
 use crate::{
     Backoff, Claim, ClaimToken, DeadLetterReason, DeadLetterSink, DedupeStore, Delivery, Envelope,
     Error, Failure, Handler, HandlerContext, HandlerError, IdExtractor, MessageId, Outcome,
@@ -595,7 +596,7 @@ impl Consumer {
         if keeper.lost().is_cancelled() {
             return self.abandon(delivery, id, Stopped::Failed(Error::LeaseLost { id }));
         }
-        match self.send_to_dlq(&envelope, &dead, shutdown).await {
+        match self.dead_letter(&envelope, &dead, shutdown).await {
             Ok(()) => {
                 self.finish(delivery, &token, Outcome::DeadLettered, shutdown)
                     .await
@@ -625,12 +626,43 @@ impl Consumer {
             first_failure_at: now,
             last_failure_at: now,
         };
-        match self.send_to_dlq(&envelope, &dead, shutdown).await {
+        match self.dead_letter(&envelope, &dead, shutdown).await {
             Ok(()) => {
                 self.ack(delivery, id).await;
                 Disposition::DeadLettered
             }
             Err(stopped) => self.abandon(delivery, id, stopped),
+        }
+    }
+
+    /// Sends the message to the DLQ; one the DLQ refuses for good (too large with its
+    /// failure metadata, say) is kept in the dedupe store instead, so that it neither comes
+    /// back forever nor holds up the messages behind it.
+    async fn dead_letter(
+        &self,
+        envelope: &Envelope,
+        failure: &Failure,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Stopped> {
+        let refused = match self.send_to_dlq(envelope, failure, shutdown).await {
+            Err(Stopped::Failed(refused)) => refused,
+            sent => return sent,
+        };
+        stage::enter("park dead letter");
+        let parked = ParkedDeadLetter::new(envelope, failure, &refused);
+        match self
+            .store(shutdown, || self.inner.dedupe.park_dead_letter(&parked))
+            .await
+        {
+            Ok(()) => {
+                warn!(id = %envelope.id, refused = %refused, "the DLQ refused the message for good; kept in the dedupe store (zerolost dlq list shows it)");
+                Ok(())
+            }
+            Err(Stopped::Failed(e)) => {
+                error!(id = %envelope.id, error = %e, "the dedupe store cannot keep the dead letter the DLQ refused; it stays on its queue");
+                Err(Stopped::Failed(refused))
+            }
+            Err(Stopped::Shutdown) => Err(Stopped::Shutdown),
         }
     }
 
@@ -655,9 +687,6 @@ impl Consumer {
             || self.inner.dead_letters.dead_letter(envelope, failure),
         )
         .await;
-        if let Err(Stopped::Failed(e)) = &result {
-            error!(id = %envelope.id, error = %e, "the DLQ refused the message; it stays on its queue");
-        }
         result.map(|_| ())
     }
 

@@ -533,3 +533,89 @@ async fn a_receipt_for_another_message_marks_nothing_published() {
         assert!(error.contains("not for this message"), "{error}");
     }
 }
+
+/// A handler that never returns is cancelled at `max_handler_time` (its context's token
+/// fired, its future dropped) and the run counts as a retryable failure: after
+/// `max_attempts` such runs the message is dead-lettered, the error naming the limit.
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_max_handler_time_is_cancelled_and_counted() {
+    use zerolost_core::{HandlerContext, handler_fn_with_context};
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let env = Envelope::new("d", "hangs");
+    broker.publisher().publish(&env).await.unwrap();
+    let (runs, cancelled) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let handler = handler_fn_with_context({
+        let (runs, cancelled) = (runs.clone(), cancelled.clone());
+        move |_: Envelope, ctx: HandlerContext| {
+            let (runs, cancelled) = (runs.clone(), cancelled.clone());
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                let watch = ctx.cancellation_token().clone();
+                tokio::spawn(async move {
+                    watch.cancelled().await;
+                    cancelled.fetch_add(1, Ordering::SeqCst);
+                });
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        }
+    });
+    let config = ConsumerConfig {
+        max_attempts: 2,
+        max_handler_time: Duration::from_secs(60),
+        retry_backoff: zerolost_core::Backoff::exponential(
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ),
+        ..ConsumerConfig::default()
+    };
+    let dedupe = MemoryDedupe::new();
+    let consumer = Consumer::new(
+        dedupe.clone(),
+        handler,
+        DeadLetterPublisher::new(broker.publisher()),
+    )
+    .with_config(config)
+    .unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (consumer, stop, sub) = (
+            consumer.clone(),
+            stop.clone(),
+            broker.subscribe("d").unwrap(),
+        );
+        async move { consumer.run(sub, stop).await }
+    });
+    for _ in 0..200 {
+        if consumer.totals().dead_lettered == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(
+        consumer.totals().dead_lettered,
+        1,
+        "{:?}",
+        consumer.totals()
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    tokio::task::yield_now().await;
+    assert_eq!(
+        cancelled.load(Ordering::SeqCst),
+        2,
+        "each run's context was cancelled"
+    );
+    let mut dlq = broker.subscribe("d.dlq").unwrap();
+    let dead = zerolost_core::Subscriber::next(&mut dlq).await.unwrap();
+    let failure = zerolost_core::Failure::from_headers(&dead.message.headers).unwrap();
+    assert!(
+        failure.error.contains("max_handler_time"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(failure.attempts, 2);
+}

@@ -135,6 +135,44 @@ macro_rules! transaction_tests {
                 assert_eq!(misses, 0, "rows not yet due right after their commit");
             }
 
+            /// A transactional handler whose claim was taken over writes nothing and says
+            /// `Interrupted` (not an attempt: no failure is counted); the new holder's run
+            /// writes the one effect.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_taken_over_claim_writes_nothing_and_counts_no_attempt() {
+                use zerolost_core::{Claim, DedupeStore, Handler, HandlerContext};
+                let Some(store) = require_service($service, common::$module::store().await) else {
+                    return;
+                };
+                let table = business_table(&store, "takeover").await;
+                let inbox = store.inbox();
+                let handler = InTransaction::new(
+                    inbox.clone(),
+                    Credit { table: table.clone(), trouble: Trouble::default() },
+                );
+                let env = Envelope::new("payments", "pay 10");
+                let Claim::Claimed(stale) = inbox.claim(env.id, Duration::from_millis(200)).await.expect("claim") else {
+                    panic!("a fresh id is claimable")
+                };
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let Claim::Claimed(current) = inbox.claim(env.id, Duration::from_secs(30)).await.expect("claim") else {
+                    panic!("an expired claim is taken over")
+                };
+                assert!(current.fence > stale.fence);
+                let late = handler
+                    .handle_claimed(&env, &HandlerContext::new(stale, CancellationToken::new()))
+                    .await
+                    .expect_err("a stale claim cannot complete");
+                assert!(late.is_interrupted(), "{late}");
+                assert!(rows_for(&store, &table).await.is_empty(), "the stale run wrote nothing");
+                assert_eq!(inbox.failures(env.id).await.expect("failures"), None);
+                handler
+                    .handle_claimed(&env, &HandlerContext::new(current, CancellationToken::new()))
+                    .await
+                    .expect("the holder's run");
+                assert_eq!(rows_for(&store, &table).await.get(&env.id.to_string()), Some(&1));
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn outbox_row_commits_and_rolls_back_with_the_business_row() {
                 let Some(store) = require_service($service, common::$module::store().await) else {

@@ -112,38 +112,28 @@ pub async fn redrive_refuses_what_it_cannot_vouch_for(backend: &dyn Backend, sto
     })
     .await;
     let chosen = Selection::Ids(vec![poison.id]);
-
-    let wrong_ledger = ok(
-        redrive(
+    let attempt = async |ledger: &dyn zerolost_core::ConsumerLedger, options: RedriveOptions| {
+        let report = redrive(
             dlq.as_ref(),
             publisher.as_ref(),
-            elsewhere.ledger.as_ref(),
+            ledger,
             &dest,
             &chosen,
-            &RedriveOptions::default(),
-        )
-        .await,
-        "redrive through another ledger",
-    );
+            &options,
+        );
+        ok(report.await, "redrive")
+    };
+
+    let wrong_ledger = attempt(elsewhere.ledger.as_ref(), RedriveOptions::default()).await;
     assert!(wrong_ledger.redriven.is_empty(), "{wrong_ledger:?}");
     assert_eq!(wrong_ledger.refused.len(), 1, "{wrong_ledger:?}");
     assert!(wrong_ledger.refused[0].1.contains("no dead-letter mark"));
 
-    let too_old = ok(
-        redrive(
-            dlq.as_ref(),
-            publisher.as_ref(),
-            dedupe.ledger.as_ref(),
-            &dest,
-            &chosen,
-            &RedriveOptions {
-                window: Duration::ZERO,
-                ..RedriveOptions::default()
-            },
-        )
-        .await,
-        "redrive beyond the window",
-    );
+    let beyond = RedriveOptions {
+        window: Duration::ZERO,
+        ..RedriveOptions::default()
+    };
+    let too_old = attempt(dedupe.ledger.as_ref(), beyond).await;
     assert!(too_old.redriven.is_empty(), "{too_old:?}");
     assert!(
         too_old.refused[0]
@@ -164,18 +154,7 @@ pub async fn redrive_refuses_what_it_cannot_vouch_for(backend: &dyn Backend, sto
         "still in the DLQ"
     );
 
-    let right = ok(
-        redrive(
-            dlq.as_ref(),
-            publisher.as_ref(),
-            dedupe.ledger.as_ref(),
-            &dest,
-            &chosen,
-            &RedriveOptions::default(),
-        )
-        .await,
-        "redrive through the consumers' ledger",
-    );
+    let right = attempt(dedupe.ledger.as_ref(), RedriveOptions::default()).await;
     assert_eq!(right.redriven, vec![poison.id], "{right:?}");
     eventually(
         backend.patience(),

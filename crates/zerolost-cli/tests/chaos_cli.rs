@@ -32,7 +32,7 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
             "--messages",
             "3000",
             "--faults",
-            "6",
+            "7",
             "--rate",
             "150",
             "--seed",
@@ -65,7 +65,7 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
     assert_eq!(r["unexpected_parked"], 0, "{r:#}");
     assert_eq!(r["ok"], true, "{r:#}");
 
-    // Every fault kind of this setup, each once (6 kinds, 6 faults).
+    // Every fault kind of this setup, each once (7 kinds, 7 faults).
     let log = r["fault_log"].as_array().expect("fault_log");
     let mut kinds: Vec<&str> = log.iter().filter_map(|f| f["kind"].as_str()).collect();
     kinds.sort_unstable();
@@ -74,6 +74,7 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
         [
             "broker_kill",
             "consumer_kill",
+            "consumer_pause",
             "database_restart",
             "network_cut",
             "network_latency",
@@ -81,7 +82,16 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
         ],
         "{r:#}"
     );
-    assert_eq!(r["faults_injected"], 6);
+    assert_eq!(r["faults_injected"], 7);
+    // Every handler run recorded; none beside another run of its message, except while the
+    // earlier one's consumer was frozen past its lease; one slow handler (1.5 leases).
+    assert_eq!(r["slow_handlers"], 1, "{r:#}");
+    assert_eq!(r["runs"]["overlapping"], 0, "{r:#}");
+    assert!(
+        r["runs"]["runs"].as_u64().is_some_and(|n| n >= 2996),
+        "{r:#}"
+    );
+    assert_eq!(r["pauses"].as_array().map(Vec::len), Some(1), "{r:#}");
     let consumer_kill = log
         .iter()
         .find(|f| f["kind"] == "consumer_kill")

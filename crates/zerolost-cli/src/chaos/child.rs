@@ -14,11 +14,13 @@ use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use zerolost_core::{
     Acknowledger, Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerTotals,
-    DeadLetterSink, Delivery, Error, IdExtractor, Subscriber,
+    DeadLetterSink, Delivery, Envelope, Error, Handler, HandlerContext, HandlerError, IdExtractor,
+    Subscriber,
 };
 use zerolost_sqlx::InTransaction;
 
-use super::effects::{DirectEffects, Effects, EffectsDb};
+use super::effects::{DirectEffects, Effects, EffectsDb, SLOW_HEADER};
+use super::runs::now_us;
 use crate::config::Config;
 use crate::ops::connect::{OutboxDb, STARTUP_PATIENCE, patiently};
 
@@ -40,6 +42,9 @@ pub struct ConsumerArgs {
     /// The table of handler re-runs (with `[redis]`).
     #[arg(long)]
     reruns_table: Option<String>,
+    /// The table where every handler run is recorded (start, end, fence).
+    #[arg(long)]
+    runs_table: String,
     /// Key prefix in Redis (with `[redis]`).
     #[arg(long)]
     redis_prefix: Option<String>,
@@ -73,7 +78,7 @@ pub async fn run(args: ConsumerArgs) -> Result<ExitCode, Error> {
             let db = patiently("the inbox", STARTUP_PATIENCE, || {
                 OutboxDb::connect_inbox(inbox)
             });
-            inbox_consumer(db.await?, effects, sink)?
+            inbox_consumer(db.await?, effects, sink, &args.runs_table)?
         }
         (None, Some(redis)) => {
             let section = config.outbox()?;
@@ -89,13 +94,15 @@ pub async fn run(args: ConsumerArgs) -> Result<ExitCode, Error> {
                 Some(prefix) => dedupe.with_prefix(prefix)?,
                 None => dedupe,
             };
+            let db = EffectsDb::of(&outbox);
             let handler = DirectEffects {
-                db: EffectsDb::of(&outbox),
+                db: db.clone(),
                 effects,
                 reruns: args.reruns_table.clone().ok_or_else(|| {
                     Error::Config("chaos-consumer with [redis] needs --reruns-table".into())
                 })?,
             };
+            let handler = RecordedRuns::new(handler, db, &args.runs_table);
             Consumer::new(dedupe, handler, sink).with_config(consumer_config())?
         }
         (None, None) => {
@@ -135,19 +142,24 @@ fn inbox_consumer(
     db: OutboxDb,
     effects: Effects,
     sink: Arc<dyn DeadLetterSink>,
+    runs: &str,
 ) -> Result<Consumer, Error> {
+    let recorder = EffectsDb::of(&db);
     let consumer = match db {
         OutboxDb::Sqlite(store) => {
             let inbox = store.inbox();
-            Consumer::new(inbox.clone(), InTransaction::new(inbox, effects), sink)
+            let handler = InTransaction::new(inbox.clone(), effects);
+            Consumer::new(inbox, RecordedRuns::new(handler, recorder, runs), sink)
         }
         OutboxDb::Postgres(store) => {
             let inbox = store.inbox();
-            Consumer::new(inbox.clone(), InTransaction::new(inbox, effects), sink)
+            let handler = InTransaction::new(inbox.clone(), effects);
+            Consumer::new(inbox, RecordedRuns::new(handler, recorder, runs), sink)
         }
         OutboxDb::MySql(store) => {
             let inbox = store.inbox();
-            Consumer::new(inbox.clone(), InTransaction::new(inbox, effects), sink)
+            let handler = InTransaction::new(inbox.clone(), effects);
+            Consumer::new(inbox, RecordedRuns::new(handler, recorder, runs), sink)
         }
     };
     consumer.with_config(consumer_config())
@@ -225,5 +237,82 @@ impl Acknowledger for DyingAck {
 
     async fn nack(self: Box<Self>, requeue: bool) -> Result<(), Error> {
         self.delivery.nack(requeue).await
+    }
+}
+
+/// Records every run of the inner handler in the runs table (its start before, its end
+/// when it finishes or is cut off), and makes a designated slow message wait first (a slow
+/// API call longer than the claim lease).
+struct RecordedRuns<H> {
+    inner: H,
+    db: EffectsDb,
+    table: String,
+}
+
+impl<H> RecordedRuns<H> {
+    fn new(inner: H, db: EffectsDb, table: &str) -> Self {
+        Self {
+            inner,
+            db,
+            table: table.to_owned(),
+        }
+    }
+}
+
+/// Records the run's end when dropped: at its end, or when the consumer cancels it. The
+/// time is taken at once; the write goes on in the background.
+struct RunEnd {
+    db: EffectsDb,
+    table: String,
+    run_id: String,
+    succeeded: bool,
+}
+
+impl Drop for RunEnd {
+    fn drop(&mut self) {
+        let (db, table, run_id) = (self.db.clone(), self.table.clone(), self.run_id.clone());
+        let (at, succeeded) = (now_us(), self.succeeded);
+        tokio::spawn(async move {
+            if let Err(e) = db.run_ended(&table, &run_id, at, succeeded).await {
+                eprintln!("chaos-consumer: the end of run {run_id} is not recorded: {e}");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl<H: Handler> Handler for RecordedRuns<H> {
+    async fn handle(&self, _: &Envelope) -> Result<(), HandlerError> {
+        Err(HandlerError::permanent(
+            "chaos runs need the consumer's claim",
+        ))
+    }
+
+    async fn handle_claimed(
+        &self,
+        envelope: &Envelope,
+        context: &HandlerContext,
+    ) -> Result<(), HandlerError> {
+        let run_id = zerolost_core::MessageId::new().to_string();
+        self.db
+            .run_started(&self.table, &run_id, envelope.id, context.fence())
+            .await
+            .map_err(HandlerError::interrupted)?;
+        let mut end = RunEnd {
+            db: self.db.clone(),
+            table: self.table.clone(),
+            run_id,
+            succeeded: false,
+        };
+        if let Some(ms) = envelope
+            .headers
+            .get(SLOW_HEADER)
+            .and_then(|v| v.parse().ok())
+        {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let result = self.inner.handle_claimed(envelope, context).await;
+        end.succeeded = result.is_ok();
+        result
     }
 }

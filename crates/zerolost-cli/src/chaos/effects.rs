@@ -33,9 +33,28 @@ pub enum EffectsDb {
     MySql(sqlx::MySqlPool),
 }
 
-fn db_error(operation: &'static str) -> impl Fn(sqlx::Error) -> Error {
+pub(crate) fn db_error(operation: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |e| Error::backend(operation, true, e)
 }
+
+/// `sql` with its `?` placeholders numbered `$1, $2, …` (PostgreSQL).
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Header of a designated slow message: its handler first waits this many milliseconds
+/// (a slow API call), longer than the claim lease.
+pub const SLOW_HEADER: &str = "x-chaos-slow-ms";
 
 /// Runs one statement on whichever pool (`$sql_pg` uses `$1`-style placeholders).
 macro_rules! on_pool {

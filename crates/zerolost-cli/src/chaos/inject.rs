@@ -39,10 +39,14 @@ const LATENCY_MS: (u64, u64) = (300, 100);
 const LEADER_DOWN: Duration = Duration::from_secs(3);
 /// How long two of three Kafka nodes stay down.
 const TWO_DOWN: Duration = Duration::from_secs(8);
+/// How long a consumer stays frozen: past its 10 s claim lease.
+const FROZEN: Duration = Duration::from_secs(15);
 
 /// Which kinds of fault apply to a run's setup.
 pub fn applicable(backend: ChaosBackend, world: &World) -> Vec<FaultKind> {
+    // The pause first: every plan has one (see `plan`).
     let mut kinds = vec![
+        FaultKind::ConsumerPause,
         FaultKind::RelayKill,
         FaultKind::ConsumerKill,
         FaultKind::BrokerKill,
@@ -76,6 +80,7 @@ pub async fn inject(
     let (target, detail) = match planned.kind {
         FaultKind::RelayKill => kill_relay(planned.target, world, procs).await?,
         FaultKind::ConsumerKill => kill_consumer(planned.target, procs).await?,
+        FaultKind::ConsumerPause => pause_consumer(planned.target, procs).await?,
         FaultKind::BrokerKill => kill_broker(backend, world).await?,
         FaultKind::BrokersDown => two_kafka_nodes_down(world).await?,
         FaultKind::NetworkCut | FaultKind::NetworkLatency => {
@@ -159,6 +164,7 @@ async fn kill_relay(
 async fn kill_consumer(target: usize, procs: &mut Procs) -> Result<(String, String), Error> {
     let consumers = procs.of(Role::Consumer);
     let i = consumers[target % consumers.len()];
+    procs.note_death(i);
     procs.signal(i, Signal::SIGUSR1);
     let detail = match procs.wait_exit(i, Duration::from_secs(15)).await {
         Some(status) => format!("killed itself between a handler's commit and its ack ({status})"),
@@ -172,6 +178,35 @@ async fn kill_consumer(target: usize, procs: &mut Procs) -> Result<(String, Stri
     Ok((
         procs.name(i).to_owned(),
         format!("{detail}; started again after {} s", DOWN.as_secs()),
+    ))
+}
+
+/// SIGSTOP of a consumer for longer than its claim lease, then SIGCONT; the span is
+/// noted for the runs' verdict.
+async fn pause_consumer(target: usize, procs: &mut Procs) -> Result<(String, String), Error> {
+    let consumers = procs.of(Role::Consumer);
+    let i = consumers[target % consumers.len()];
+    let Some(pid) = procs.pid(i) else {
+        return Ok((
+            procs.name(i).to_owned(),
+            "not running: nothing frozen".into(),
+        ));
+    };
+    let from = super::runs::now_us();
+    procs.signal(i, Signal::SIGSTOP);
+    tokio::time::sleep(FROZEN).await;
+    procs.signal(i, Signal::SIGCONT);
+    procs.pauses.push(super::runs::Pause {
+        pid: i64::from(pid),
+        from,
+        to: super::runs::now_us(),
+    });
+    Ok((
+        procs.name(i).to_owned(),
+        format!(
+            "frozen (SIGSTOP) for {} s, past its claim lease, then resumed",
+            FROZEN.as_secs()
+        ),
     ))
 }
 

@@ -13,6 +13,7 @@ mod effects;
 mod inject;
 mod plan;
 mod procs;
+mod runs;
 mod toxi;
 mod world;
 
@@ -30,7 +31,7 @@ use tokio::time::Instant;
 use zerolost_core::{Envelope, Error, MessageId, OutboxStatus};
 use zerolost_testkit::{Enqueue, Verdict};
 
-use effects::POISON_HEADER;
+use effects::{POISON_HEADER, SLOW_HEADER};
 use inject::Injected;
 use procs::{Procs, Shutdown, UnexpectedExit, round3};
 use world::{MAX_MESSAGE_BYTES, World, backend_name};
@@ -139,6 +140,13 @@ struct ChaosReport {
     /// died between the effect and the Redis mark; see docs/reliability.md). Always 0 with
     /// the inbox, whose mark commits with the effect.
     handler_reruns: u64,
+    /// Messages whose handler first waited 1.5 claim leases (a slow API call).
+    slow_handlers: usize,
+    /// Every handler run, as the consumers recorded it: overlapping runs of one message
+    /// (while the earlier one's process was not frozen) fail the run.
+    runs: runs::RunsVerdict,
+    /// When consumers were frozen (`consumer_pause`).
+    pauses: Vec<runs::Pause>,
     unexpected_exits: Vec<UnexpectedExit>,
     shutdown: Vec<Shutdown>,
     leased_after_shutdown: usize,
@@ -158,7 +166,12 @@ const FINAL_READ: Duration = Duration::from_secs(10);
 struct Produced {
     poison: HashSet<MessageId>,
     unsendable: HashSet<MessageId>,
+    slow: usize,
 }
+
+/// How long a designated slow message's handler waits: 1.5 times the consumers' 10 s
+/// claim lease.
+const SLOW_MS: u64 = 15_000;
 
 /// Runs a chaos run; exit 1 on any loss, duplicate effect or misbehaving process.
 pub async fn run(args: ChaosArgs) -> Result<ExitCode, Error> {
@@ -288,6 +301,8 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         world.db.rows(&world.reruns_table)
     })
     .await?;
+    let recorded = patiently("the runs", FINAL_READ, || world.db.runs(&world.runs_table)).await?;
+    let runs = runs::verdict(&recorded, &procs.pauses, &procs.killed);
     let mut faults = BTreeMap::new();
     for f in &fault_log {
         *faults.entry(f.kind.name()).or_default() += 1;
@@ -297,7 +312,9 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         && produced_ids.len() == messages
         && procs.unexpected.is_empty()
         && shutdown.iter().all(|s| s.exit_code == Some(0))
-        && leased_after_shutdown == 0;
+        && leased_after_shutdown == 0
+        && runs.overlapping == 0
+        && runs.reruns_after_success == 0;
     Ok(ChaosReport {
         backend: args.backend,
         store: args.store,
@@ -326,6 +343,9 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         unexpected_parked: verdict.unexpected_parked.len() + verdict.unsendable_not_parked.len(),
         duplicates_suppressed,
         handler_reruns,
+        slow_handlers: produced.slow,
+        runs,
+        pauses: procs.pauses.clone(),
         unexpected_exits: procs.unexpected.clone(),
         shutdown,
         leased_after_shutdown,
@@ -354,6 +374,7 @@ async fn produce(
     let mut out = Produced {
         poison: HashSet::new(),
         unsendable: HashSet::new(),
+        slow: 0,
     };
     let started = Instant::now();
     let mut i = 0;
@@ -376,6 +397,9 @@ async fn produce(
                 };
                 envelope = envelope.with_header(POISON_HEADER, how);
                 out.poison.insert(envelope.id);
+            } else if n % 2000 == 1234 {
+                envelope = envelope.with_header(SLOW_HEADER, SLOW_MS.to_string());
+                out.slow += 1;
             }
             batch.push(envelope);
         }
@@ -489,7 +513,7 @@ fn print_table(r: &ChaosReport) {
         );
     }
     println!();
-    let rows: [(&str, String); 11] = [
+    let rows: [(&str, String); 14] = [
         ("produced", r.produced.to_string()),
         ("published (confirmed)", r.published.to_string()),
         ("processed once", r.processed.to_string()),
@@ -499,6 +523,21 @@ fn print_table(r: &ChaosReport) {
         ("duplicate effects", r.duplicate_effects.to_string()),
         ("duplicates suppressed", r.duplicates_suppressed.to_string()),
         ("handler re-runs (redis gap)", r.handler_reruns.to_string()),
+        ("handler runs recorded", r.runs.runs.to_string()),
+        (
+            "runs overlapping (frozen)",
+            format!(
+                "{} ({})",
+                r.runs.overlapping, r.runs.overlapping_while_frozen
+            ),
+        ),
+        (
+            "re-runs after success (kill)",
+            format!(
+                "{} ({})",
+                r.runs.reruns_after_success, r.runs.reruns_after_kill
+            ),
+        ),
         ("unexpected exits", r.unexpected_exits.len().to_string()),
         ("leased after SIGTERM", r.leased_after_shutdown.to_string()),
     ];

@@ -29,6 +29,9 @@ pub enum FaultKind {
     RedisRestart,
     /// The SQL database (outbox and inbox) restarted.
     DatabaseRestart,
+    /// A consumer frozen (SIGSTOP) longer than its claim lease while it holds claims, then
+    /// resumed (SIGCONT): another consumer takes its messages over meanwhile.
+    ConsumerPause,
 }
 
 impl FaultKind {
@@ -43,6 +46,7 @@ impl FaultKind {
             Self::NetworkLatency => "network_latency",
             Self::RedisRestart => "redis_restart",
             Self::DatabaseRestart => "database_restart",
+            Self::ConsumerPause => "consumer_pause",
         }
     }
 }
@@ -60,7 +64,8 @@ pub struct Planned {
 }
 
 /// `count` faults drawn from `kinds`: every kind once (in a seeded order) while the count
-/// allows, then seeded picks; spread over 5–90 % of the production.
+/// allows, then seeded picks; spread over 5–90 % of the production. The first kind is
+/// always among them (a run of few faults still tests it).
 pub fn plan(seed: u64, count: usize, kinds: &[FaultKind]) -> Vec<Planned> {
     if kinds.is_empty() || count == 0 {
         return Vec::new();
@@ -76,6 +81,10 @@ pub fn plan(seed: u64, count: usize, kinds: &[FaultKind]) -> Vec<Planned> {
         .collect();
     while chosen.len() < count {
         chosen.push(kinds[rng.random_range(0..kinds.len())]);
+    }
+    if !chosen.contains(&kinds[0]) {
+        let slot = rng.random_range(0..chosen.len());
+        chosen[slot] = kinds[0];
     }
     let step = 0.85 / count as f64;
     chosen
@@ -111,6 +120,16 @@ mod tests {
         }
         assert!(a.windows(2).all(|w| w[0].at < w[1].at), "{a:?}");
         assert!(a.iter().all(|p| (0.05..0.9).contains(&p.at)), "{a:?}");
+    }
+
+    #[test]
+    fn the_first_kind_is_always_planned() {
+        for seed in 0..50 {
+            assert!(
+                plan(seed, 2, &ALL).iter().any(|p| p.kind == ALL[0]),
+                "seed {seed}"
+            );
+        }
     }
 
     #[test]

@@ -57,12 +57,17 @@ pub struct Procs {
     destination: String,
     effects_table: String,
     reruns_table: String,
+    runs_table: String,
     redis_prefix: Option<String>,
     run_dir: PathBuf,
     procs: Vec<Proc>,
     started: tokio::time::Instant,
     /// Children that exited on their own (each was started again).
     pub unexpected: Vec<UnexpectedExit>,
+    /// When consumer processes were frozen (SIGSTOP … SIGCONT).
+    pub pauses: Vec<super::runs::Pause>,
+    /// Processes killed, or that died on their own, during the run.
+    pub killed: Vec<i64>,
 }
 
 impl Procs {
@@ -91,11 +96,14 @@ impl Procs {
             destination: world.destination.clone(),
             effects_table: world.effects_table.clone(),
             reruns_table: world.reruns_table.clone(),
+            runs_table: world.runs_table.clone(),
             redis_prefix: world.redis_prefix.clone(),
             run_dir: world.run_dir.clone(),
             procs,
             started: tokio::time::Instant::now(),
             unexpected: Vec::new(),
+            pauses: Vec::new(),
+            killed: Vec::new(),
         })
     }
 
@@ -143,7 +151,8 @@ impl Procs {
                     .arg(&self.config)
                     .args(["--destination", &self.destination])
                     .args(["--name", &proc.name])
-                    .args(["--effects-table", &self.effects_table]);
+                    .args(["--effects-table", &self.effects_table])
+                    .args(["--runs-table", &self.runs_table]);
                 if let Some(prefix) = &self.redis_prefix {
                     command
                         .args(["--redis-prefix", prefix])
@@ -176,6 +185,11 @@ impl Procs {
         Ok(())
     }
 
+    /// Child `i`'s process id, while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].child.as_ref().and_then(Child::id)
+    }
+
     /// Sends `signal` to child `i` (if it runs).
     pub fn signal(&self, i: usize, signal: Signal) {
         if let Some(pid) = self.procs[i].child.as_ref().and_then(Child::id) {
@@ -185,8 +199,16 @@ impl Procs {
 
     /// kill -9 of child `i`; waits until it is gone.
     pub async fn kill(&mut self, i: usize) {
+        self.note_death(i);
         if let Some(mut child) = self.procs[i].child.take() {
             let _ = child.kill().await;
+        }
+    }
+
+    /// Notes child `i`'s process as killed (for the runs' verdict).
+    pub fn note_death(&mut self, i: usize) {
+        if let Some(pid) = self.pid(i) {
+            self.killed.push(i64::from(pid));
         }
     }
 
@@ -205,6 +227,7 @@ impl Procs {
                 Some(Ok(Some(status))) => status,
                 _ => continue,
             };
+            self.note_death(i);
             self.procs[i].child = None;
             self.unexpected.push(UnexpectedExit {
                 name: self.procs[i].name.clone(),

@@ -130,6 +130,8 @@ pub struct World {
     pub effects_table: String,
     /// Where a Redis-deduplicated handler records its re-runs.
     pub reruns_table: String,
+    /// Where the consumers record every handler run.
+    pub runs_table: String,
     /// The Redis key prefix of this run (`--dedupe redis`).
     pub redis_prefix: Option<String>,
     /// The database, directly.
@@ -214,9 +216,11 @@ impl World {
         let db = open_db(&direct_url).await?;
         let effects_table = format!("{TABLE_PREFIX}effects");
         let reruns_table = format!("{TABLE_PREFIX}reruns");
+        let runs_table = format!("{TABLE_PREFIX}runs");
         let effects = EffectsDb::of(&db);
         effects.recreate(&effects_table).await?;
         effects.recreate(&reruns_table).await?;
+        effects.recreate_runs(&runs_table).await?;
 
         let redis_prefix = (args.dedupe == ChaosDedupe::Redis).then(|| format!("{name}:"));
         let mut direct_urls = Urls {
@@ -277,6 +281,7 @@ impl World {
             config_path,
             effects_table,
             reruns_table,
+            runs_table,
             redis_prefix,
             db: effects,
             outbox,

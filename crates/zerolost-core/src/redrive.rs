@@ -143,7 +143,7 @@ impl Default for RedriveOptions {
     fn default() -> Self {
         Self {
             dry_run: false,
-            window: Duration::from_secs(24 * 3600),
+            window: crate::pipeline::DEFAULT_KEEP_FOR,
             beyond_window: false,
             without_mark: false,
         }

@@ -24,6 +24,10 @@ use crate::{
     Subscriber,
 };
 
+/// How long processed marks are kept by default (the source article's 24 h): the
+/// consumer's `keep_for`, and the window the reconciler and a redrive assume unless told.
+pub(crate) const DEFAULT_KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
+
 /// How the consumer works. The defaults follow the source article: 3 handlers in
 /// flight, dead-letter after 3 failures, processed marks kept 24 h.
 #[derive(Debug, Clone)]
@@ -66,7 +70,7 @@ impl Default for ConsumerConfig {
             max_attempts: 3,
             claim_lease: Duration::from_secs(30),
             max_handler_time: Duration::from_secs(600),
-            keep_for: Duration::from_secs(24 * 3600),
+            keep_for: DEFAULT_KEEP_FOR,
             retry_backoff: Backoff::exponential(
                 Duration::from_millis(100),
                 Duration::from_secs(10),
@@ -436,7 +440,7 @@ impl Consumer {
                     .await
             }
             Ran::Failed(failure) => {
-                self.failed(delivery, envelope, (token, &keeper), failure, shutdown)
+                self.failed(delivery, envelope, &token, &keeper, failure, shutdown)
                     .await
             }
             Ran::Interrupted(why) => {
@@ -548,7 +552,8 @@ impl Consumer {
         &self,
         delivery: Delivery,
         envelope: Envelope,
-        (token, keeper): (ClaimToken, &ClaimKeeper),
+        token: &ClaimToken,
+        keeper: &ClaimKeeper,
         failure: HandlerError,
         shutdown: &CancellationToken,
     ) -> Disposition {
@@ -559,7 +564,7 @@ impl Consumer {
         stage::enter("check claim");
         let held = self
             .store(shutdown, || {
-                self.inner.dedupe.extend(&token, cfg.claim_lease)
+                self.inner.dedupe.extend(token, cfg.claim_lease)
             })
             .await;
         if let Err(stopped) = held {
@@ -575,7 +580,7 @@ impl Consumer {
         };
         let exhausted = record.attempts >= cfg.max_attempts;
         if failure.is_retryable() && !exhausted {
-            self.release(&token, shutdown).await;
+            self.release(token, shutdown).await;
             stage::enter("retry backoff");
             sleep_or_stop(cfg.retry_backoff.delay(record.attempts - 1), shutdown).await;
             self.hand_back(delivery).await;
@@ -598,11 +603,11 @@ impl Consumer {
         }
         match self.dead_letter(&envelope, &dead, shutdown).await {
             Ok(()) => {
-                self.finish(delivery, &token, Outcome::DeadLettered, shutdown)
+                self.finish(delivery, token, Outcome::DeadLettered, shutdown)
                     .await
             }
             Err(stopped) => {
-                self.release(&token, shutdown).await;
+                self.release(token, shutdown).await;
                 self.abandon(delivery, id, stopped)
             }
         }

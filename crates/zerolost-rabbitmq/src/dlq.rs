@@ -8,8 +8,13 @@
 //! #18226). So nothing here returns a message: depth comes from a passive `queue.declare`,
 //! and reading walks the queue once, publishing a copy of each message it keeps back to the
 //! DLQ's exchange (persistent, same routing key and properties, confirmed) before it acks
-//! the original. A crash between the two leaves two copies of one dead letter (a redrive
-//! takes one per id), never none.
+//! the original. A crash between the two (or an ack the broker never applied) leaves two
+//! copies of one dead letter, never none; the next walk keeps only one of copies that are
+//! the same in every byte (body, key, headers, failure times), since they are one dead
+//! letter stored twice. Two failures of one id differ in their failure metadata and are
+//! both kept.
+
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use lapin::options::{
@@ -24,6 +29,9 @@ use zerolost_core::{Error, Incoming, MESSAGE_ID_HEADER, MessageId, default_dlq_n
 use crate::link::with_channel;
 use crate::message::incoming;
 use crate::{RabbitConfig, RabbitError};
+
+/// The header in which a quorum queue counts a message's deliveries.
+const DELIVERY_COUNT: &str = "x-delivery-count";
 
 /// Messages taken per round of a walk before their copies are confirmed and they are acked.
 const ROUND: usize = 100;
@@ -74,7 +82,7 @@ impl DeadLetterQueue for RabbitDeadLetters {
 
     /// Walks the DLQ once, acking one copy of each id asked for and copying the rest back.
     async fn remove(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
-        let mut wanted: std::collections::HashSet<MessageId> = ids.iter().copied().collect();
+        let mut wanted: HashSet<MessageId> = ids.iter().copied().collect();
         let asked = wanted.len();
         walk(&self.config, &default_dlq_name(destination), |message| {
             let id = message
@@ -131,6 +139,7 @@ async fn walk(
             .map_err(RabbitError::amqp("confirm.select"))?;
         let mut left = ready(channel, queue).await? as usize;
         let mut kept = Vec::new();
+        let mut seen = Seen::default();
         while left > 0 {
             let taken = take(channel, queue, left.min(ROUND)).await?;
             if taken.is_empty() {
@@ -141,7 +150,7 @@ async fn walk(
             let mut confirms = Vec::new();
             for (tag, message, copy) in taken {
                 last_tag = tag;
-                if keep(&message) {
+                if seen.first_time(&message) && keep(&message) {
                     confirms.push(copy.publish(channel, queue).await?);
                     kept.push(message);
                 }
@@ -161,9 +170,42 @@ async fn walk(
                 .await
                 .map_err(RabbitError::amqp("basic.ack"))?;
         }
+        // A channel handles its frames in order: the answer to this synchronous method
+        // proves the broker read the acks above before the connection is closed.
+        ready(channel, queue).await?;
         Ok(kept)
     })
     .await
+}
+
+/// The messages a walk has taken, to tell a second copy of one of them.
+#[derive(Default)]
+struct Seen(HashSet<Fingerprint>);
+
+/// Everything that makes a dead letter what it is, apart from the broker's delivery count.
+#[derive(PartialEq, Eq, Hash)]
+struct Fingerprint {
+    key: Option<String>,
+    headers: Vec<(String, String)>,
+    native_id: Option<String>,
+    payload: bytes::Bytes,
+}
+
+impl Seen {
+    /// Whether no message the same as `message` in every byte was taken before.
+    fn first_time(&mut self, message: &Incoming) -> bool {
+        self.0.insert(Fingerprint {
+            key: message.key.clone(),
+            headers: message
+                .headers
+                .iter()
+                .filter(|(name, _)| name.as_str() != DELIVERY_COUNT)
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            native_id: message.native_id.clone(),
+            payload: message.payload.clone(),
+        })
+    }
 }
 
 /// A message as taken, to be published back unchanged.
@@ -215,7 +257,7 @@ async fn take(
         if let Some(headers) = properties.headers().as_ref() {
             // The broker's own count of this copy's deliveries starts again.
             let mut headers = headers.inner().clone();
-            headers.remove("x-delivery-count");
+            headers.remove(DELIVERY_COUNT);
             properties = properties.with_headers(FieldTable::from(headers));
         }
         let copy = Copy {
@@ -227,4 +269,40 @@ async fn take(
         taken.push((tag, incoming(queue, delivery), copy));
     }
     Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dead_letter(last_failure_at: &str) -> Incoming {
+        let mut message = Incoming {
+            destination: "orders.dlq".into(),
+            key: Some("orders".into()),
+            headers: Default::default(),
+            native_id: Some("7".into()),
+            payload: bytes::Bytes::from_static(b"order 7"),
+        };
+        message.headers.insert(MESSAGE_ID_HEADER.into(), "7".into());
+        message.headers.insert(
+            "zerolost-dlq-last-failure-at".into(),
+            last_failure_at.into(),
+        );
+        message
+    }
+
+    #[test]
+    fn a_second_copy_of_one_dead_letter_is_told_apart_from_a_second_failure() {
+        let mut seen = Seen::default();
+        assert!(seen.first_time(&dead_letter("2026-12-07T08:00:00Z")));
+        // The same dead letter read back with another delivery count: a copy.
+        let mut copy = dead_letter("2026-12-07T08:00:00Z");
+        copy.headers.insert(DELIVERY_COUNT.into(), "3".into());
+        assert!(!seen.first_time(&copy));
+        // The same id dead-lettered again later: another dead letter.
+        assert!(seen.first_time(&dead_letter("2026-12-07T09:00:00Z")));
+        let mut other_body = dead_letter("2026-12-07T08:00:00Z");
+        other_body.payload = bytes::Bytes::from_static(b"order 7, fixed");
+        assert!(seen.first_time(&other_body));
+    }
 }

@@ -32,7 +32,7 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
             "--messages",
             "3000",
             "--faults",
-            "7",
+            "8",
             "--rate",
             "150",
             "--seed",
@@ -65,7 +65,7 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
     assert_eq!(r["unexpected_parked"], 0, "{r:#}");
     assert_eq!(r["ok"], true, "{r:#}");
 
-    // Every fault kind of this setup, each once (7 kinds, 7 faults).
+    // Every fault kind of this setup, each once (8 kinds, 8 faults).
     let log = r["fault_log"].as_array().expect("fault_log");
     let mut kinds: Vec<&str> = log.iter().filter_map(|f| f["kind"].as_str()).collect();
     kinds.sort_unstable();
@@ -78,11 +78,12 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
             "database_restart",
             "network_cut",
             "network_latency",
-            "relay_kill"
+            "relay_kill",
+            "store_cut"
         ],
         "{r:#}"
     );
-    assert_eq!(r["faults_injected"], 7);
+    assert_eq!(r["faults_injected"], 8);
     // Every handler run recorded; none beside another run of its message, except while the
     // earlier one's consumer was frozen past its lease; one slow handler (1.5 leases).
     assert_eq!(r["slow_handlers"], 1, "{r:#}");
@@ -92,6 +93,10 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
         "{r:#}"
     );
     assert_eq!(r["pauses"].as_array().map(Vec::len), Some(1), "{r:#}");
+    // One consumer cut off from its inbox past its lease: with the inbox nothing excuses a
+    // re-run after a success.
+    assert_eq!(r["cuts"].as_array().map(Vec::len), Some(1), "{r:#}");
+    assert_eq!(r["runs"]["reruns_after_success"], 0, "{r:#}");
     let consumer_kill = log
         .iter()
         .find(|f| f["kind"] == "consumer_kill")

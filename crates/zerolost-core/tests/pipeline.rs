@@ -50,15 +50,7 @@ async fn a_crashed_consumers_claim_expires_and_the_message_is_processed_once() {
         ..ConsumerConfig::default()
     })
     .unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop, sub) = (
-            consumer.clone(),
-            stop.clone(),
-            broker.subscribe("d").unwrap(),
-        );
-        async move { consumer.run(sub, stop).await }
-    });
+    let (stop, task) = consume(&consumer, &broker, "d");
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(
@@ -579,23 +571,7 @@ async fn a_handler_past_max_handler_time_is_cancelled_and_counted() {
     )
     .with_config(config)
     .unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn({
-        let (consumer, stop, sub) = (
-            consumer.clone(),
-            stop.clone(),
-            broker.subscribe("d").unwrap(),
-        );
-        async move { consumer.run(sub, stop).await }
-    });
-    for _ in 0..200 {
-        if consumer.totals().dead_lettered == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    consume_until(&consumer, &broker, 200, |t| t.dead_lettered == 1).await;
     assert_eq!(
         consumer.totals().dead_lettered,
         1,
@@ -618,4 +594,206 @@ async fn a_handler_past_max_handler_time_is_cancelled_and_counted() {
         failure.error
     );
     assert_eq!(failure.attempts, 2);
+}
+
+/// A dedupe store whose first processed mark fails twice as Redis does when it dies, then
+/// finds the claim gone (it expired during the outage and was taken over).
+struct OutageThenLeaseLost {
+    inner: MemoryDedupe,
+    completes: AtomicUsize,
+}
+
+#[async_trait]
+impl DedupeStore for OutageThenLeaseLost {
+    async fn claim(&self, id: zerolost_core::MessageId, lease: Duration) -> Result<Claim, Error> {
+        self.inner.claim(id, lease).await
+    }
+    async fn extend(
+        &self,
+        token: &zerolost_core::ClaimToken,
+        lease: Duration,
+    ) -> Result<(), Error> {
+        self.inner.extend(token, lease).await
+    }
+    async fn complete(
+        &self,
+        token: &zerolost_core::ClaimToken,
+        outcome: zerolost_core::Outcome,
+        keep_for: Duration,
+    ) -> Result<(), Error> {
+        match self.completes.fetch_add(1, Ordering::SeqCst) {
+            0 | 1 => Err(Error::unavailable("redis", "broken pipe")),
+            2 => Err(Error::LeaseLost { id: token.id }),
+            _ => self.inner.complete(token, outcome, keep_for).await,
+        }
+    }
+    async fn release(&self, token: &zerolost_core::ClaimToken) -> Result<(), Error> {
+        self.inner.release(token).await
+    }
+    async fn failures(
+        &self,
+        id: zerolost_core::MessageId,
+    ) -> Result<Option<zerolost_core::FailureRecord>, Error> {
+        self.inner.failures(id).await
+    }
+    async fn record_failure(
+        &self,
+        id: zerolost_core::MessageId,
+        error: &str,
+    ) -> Result<zerolost_core::FailureRecord, Error> {
+        self.inner.record_failure(id, error).await
+    }
+}
+
+/// The consumer stops taking messages while its store is down (fails closed); a store that
+/// answers again, even with "your claim is gone", is back: the consumer takes the next
+/// message instead of waiting for good (found by `zerolost chaos`: consumers idle for
+/// minutes after a Redis kill, 100 messages unacked).
+#[tokio::test(start_paused = true)]
+async fn a_store_that_answers_after_an_outage_opens_the_intake_again() {
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let (first, second) = (Envelope::new("d", "a"), Envelope::new("d", "b"));
+    for env in [&first, &second] {
+        broker.publisher().publish(env).await.unwrap();
+    }
+    let dedupe = OutageThenLeaseLost {
+        inner: MemoryDedupe::new(),
+        completes: AtomicUsize::new(0),
+    };
+    let runs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = handler_fn({
+        let runs = runs.clone();
+        move |env: Envelope| {
+            let runs = runs.clone();
+            async move {
+                runs.lock().unwrap().push(env.id);
+                Ok(())
+            }
+        }
+    });
+    let consumer = Consumer::new(
+        dedupe,
+        handler,
+        DeadLetterPublisher::new(broker.publisher()),
+    )
+    .with_config(ConsumerConfig {
+        concurrency: 1,
+        claim_lease: Duration::from_secs(10),
+        ..ConsumerConfig::default()
+    })
+    .unwrap();
+    consume_until(&consumer, &broker, 120, |t| t.processed == 2).await;
+    let totals = consumer.totals();
+    assert_eq!(totals.processed, 2, "{totals:?}");
+    assert_eq!(
+        totals.abandoned, 1,
+        "the first mark found its claim gone: {totals:?}"
+    );
+    let runs = runs.lock().unwrap();
+    assert!(
+        runs.contains(&second.id),
+        "the next message was taken: {runs:?}"
+    );
+    assert_eq!(broker.depth("d"), (0, 0));
+}
+
+/// A DLQ whose route is missing for a while, as RocketMQ's is while its broker restarts.
+struct RouteComesBack {
+    inner: DeadLetterPublisher<zerolost_core::memory::MemoryPublisher>,
+    unroutable: AtomicUsize,
+}
+
+#[async_trait]
+impl zerolost_core::DeadLetterSink for RouteComesBack {
+    async fn dead_letter(
+        &self,
+        envelope: &Envelope,
+        failure: &zerolost_core::Failure,
+    ) -> Result<Receipt, Error> {
+        if self.unroutable.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Err(Error::Unroutable {
+                destination: "d.dlq".into(),
+            });
+        }
+        self.inner.dead_letter(envelope, failure).await
+    }
+}
+
+/// A dead letter whose DLQ has no route for a few seconds waits for the route and lands in
+/// the DLQ; it is not kept aside as refused (found by `zerolost chaos` on RocketMQ: a poison
+/// message dead-lettered during a broker kill was parked).
+#[tokio::test(start_paused = true)]
+async fn a_dlq_without_a_route_for_a_while_still_gets_the_dead_letter() {
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let poison = Envelope::new("d", "poison");
+    broker.publisher().publish(&poison).await.unwrap();
+    let sink = RouteComesBack {
+        inner: DeadLetterPublisher::new(broker.publisher()),
+        unroutable: AtomicUsize::new(5),
+    };
+    let dedupe = MemoryDedupe::new();
+    let handler = handler_fn(|_: Envelope| async {
+        Err(zerolost_core::HandlerError::permanent("bad address"))
+    });
+    let consumer = Consumer::new(dedupe.clone(), handler, sink);
+    consume_until(&consumer, &broker, 120, |t| t.dead_lettered == 1).await;
+    assert_eq!(
+        consumer.totals().dead_lettered,
+        1,
+        "{:?}",
+        consumer.totals()
+    );
+    use zerolost_core::ConsumerLedger;
+    assert!(
+        dedupe.parked_dead_letters("d").await.unwrap().is_empty(),
+        "nothing kept aside as refused"
+    );
+    assert_eq!(broker.depth("d.dlq").0, 1, "the dead letter is in the DLQ");
+    let mut dlq = broker.subscribe("d.dlq").unwrap();
+    let dead = zerolost_core::Subscriber::next(&mut dlq).await.unwrap();
+    assert_eq!(
+        dead.message.headers.get(zerolost_core::MESSAGE_ID_HEADER),
+        Some(&poison.id.to_string())
+    );
+}
+
+/// Runs `consumer` on `destination` of `broker` until the returned token is cancelled.
+fn consume(
+    consumer: &Consumer,
+    broker: &MemoryBroker,
+    destination: &str,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<zerolost_core::ConsumerTotals, Error>>,
+) {
+    let stop = CancellationToken::new();
+    let sub = broker.subscribe(destination).unwrap();
+    let task = tokio::spawn({
+        let (consumer, stop) = (consumer.clone(), stop.clone());
+        async move { consumer.run(sub, stop).await }
+    });
+    (stop, task)
+}
+
+/// Runs `consumer` on `d` of `broker` until `done` holds for its totals (checked every
+/// second, at most `seconds` times), then stops it.
+async fn consume_until(
+    consumer: &Consumer,
+    broker: &MemoryBroker,
+    seconds: u32,
+    done: impl Fn(&zerolost_core::ConsumerTotals) -> bool,
+) {
+    let (stop, task) = consume(consumer, broker, "d");
+    for _ in 0..seconds {
+        if done(&consumer.totals()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.cancel();
+    task.await.unwrap().unwrap();
 }

@@ -19,7 +19,8 @@ use zerolost_core::{
 };
 use zerolost_sqlx::InTransaction;
 
-use super::effects::{DirectEffects, Effects, EffectsDb, SLOW_HEADER};
+use super::effects::{DirectEffects, Effects, EffectsDb, FencedTables, SLOW_HEADER};
+use super::marks::{WatchedMarks, marks_table};
 use super::runs::now_us;
 use crate::config::Config;
 use crate::ops::connect::{OutboxDb, STARTUP_PATIENCE, patiently};
@@ -78,7 +79,9 @@ pub async fn run(args: ConsumerArgs) -> Result<ExitCode, Error> {
             let db = patiently("the inbox", STARTUP_PATIENCE, || {
                 OutboxDb::connect_inbox(inbox)
             });
-            inbox_consumer(db.await?, effects, sink, &args.runs_table)?
+            let db = db.await?;
+            let recorder = recorder(EffectsDb::of(&db)).await?;
+            inbox_consumer(db, effects, sink, recorder, &args.runs_table)?
         }
         (None, Some(redis)) => {
             let section = config.outbox()?;
@@ -97,12 +100,22 @@ pub async fn run(args: ConsumerArgs) -> Result<ExitCode, Error> {
             let db = EffectsDb::of(&outbox);
             let handler = DirectEffects {
                 db: db.clone(),
-                effects,
-                reruns: args.reruns_table.clone().ok_or_else(|| {
-                    Error::Config("chaos-consumer with [redis] needs --reruns-table".into())
-                })?,
+                tables: FencedTables {
+                    applied: super::world::applied_table(&effects.table),
+                    effects: effects.table,
+                    reruns: args.reruns_table.clone().ok_or_else(|| {
+                        Error::Config("chaos-consumer with [redis] needs --reruns-table".into())
+                    })?,
+                },
+                consumer: effects.consumer,
             };
-            let handler = RecordedRuns::new(handler, db, &args.runs_table);
+            let recorder = recorder(db).await?;
+            let dedupe = WatchedMarks {
+                inner: dedupe,
+                db: recorder.clone(),
+                table: marks_table(&args.runs_table),
+            };
+            let handler = RecordedRuns::new(handler, recorder, &args.runs_table);
             Consumer::new(dedupe, handler, sink).with_config(consumer_config())?
         }
         (None, None) => {
@@ -138,13 +151,27 @@ fn print_totals(name: &str, totals: &ConsumerTotals) {
     }
 }
 
+/// Where the handler runs are recorded: the database without a proxy when the run names it
+/// (no fault keeps a run from the verdict), else `db`.
+async fn recorder(db: EffectsDb) -> Result<EffectsDb, Error> {
+    match std::env::var(super::procs::RECORD_URL_ENV) {
+        Ok(url) => {
+            patiently("the runs' database", STARTUP_PATIENCE, || {
+                EffectsDb::connect(&url)
+            })
+            .await
+        }
+        Err(_) => Ok(db),
+    }
+}
+
 fn inbox_consumer(
     db: OutboxDb,
     effects: Effects,
     sink: Arc<dyn DeadLetterSink>,
+    recorder: EffectsDb,
     runs: &str,
 ) -> Result<Consumer, Error> {
-    let recorder = EffectsDb::of(&db);
     let consumer = match db {
         OutboxDb::Sqlite(store) => {
             let inbox = store.inbox();

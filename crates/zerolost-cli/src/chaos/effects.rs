@@ -4,16 +4,21 @@
 //! With `--dedupe inbox` the row is written in the inbox's transaction: effect and
 //! processed mark commit together, and the table has no guard of its own — a second row for
 //! an id is a duplicate effect. With `--dedupe redis` the effect and the Redis mark cannot
-//! commit together: a consumer that dies after the effect and before the mark leaves the
-//! message to be handled again (the gap of the source article's Redis mark). The handler
-//! then does what a Redis-deduplicated handler must: it checks for its own effect first
-//! (safe from races because the Redis claim lets one consumer at a time handle an id) and
-//! records the re-run in `<prefix>reruns` instead of applying it again.
+//! commit together: a consumer that dies (or loses Redis) after the effect and before the
+//! mark leaves the message to be handled again (the gap of the source article's Redis
+//! mark). The handler then does what the docs tell a Redis-deduplicated handler to do: its
+//! effect is keyed by the message id and fenced. In one transaction it inserts the id with
+//! its claim's fencing number into `<prefix>effects_applied` (primary key: the id); only a
+//! new id appends the effect row. An id already there is a re-run: its fence is raised
+//! when the claim is newer (recorded in `<prefix>reruns`), and a claim older than the one
+//! that wrote it is a stale holder, refused (the run is interrupted, nothing written). The
+//! effects table keeps no key of its own, so a guard that let a second effect through
+//! shows as a duplicate; every run is judged from the runs table besides.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use zerolost_core::{Envelope, Error, Handler, HandlerError, MessageId};
+use zerolost_core::{Envelope, Error, Handler, HandlerContext, HandlerError, MessageId};
 use zerolost_sqlx::TransactionalHandler;
 
 use crate::ops::connect::OutboxDb;
@@ -108,35 +113,111 @@ impl EffectsDb {
         Ok(())
     }
 
-    /// Records `id`'s effect on its own (autocommit), unless it is already there: then the
-    /// re-run is recorded in `reruns`. Returns whether the effect was applied.
-    pub async fn apply_once(
+    /// A pool on `url` (the run's tables must exist).
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let section: crate::config::OutboxSection = serde_json::from_value(serde_json::json!({
+            "url": url, "table_prefix": super::world::TABLE_PREFIX, "migrate": false
+        }))
+        .map_err(|e| Error::Config(format!("the run's database: {e}")))?;
+        Ok(Self::of(&OutboxDb::connect(&section).await?))
+    }
+
+    /// Drops and creates the table keying effects by id: `msg_id` (primary key), `fence`.
+    pub async fn recreate_applied(&self, table: &str) -> Result<(), Error> {
+        let drop = format!("DROP TABLE IF EXISTS {table}");
+        let create = format!(
+            "CREATE TABLE {table} (msg_id VARCHAR(36) NOT NULL PRIMARY KEY, fence BIGINT NOT NULL)"
+        );
+        on_pool!(self, |pool, _pg| {
+            for sql in [drop, create] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(pool)
+                    .await
+                    .map_err(db_error("create a chaos table"))?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Applies `id`'s effect keyed by the id and fenced by `fence` (see the module docs),
+    /// in one transaction.
+    pub async fn apply_fenced(
         &self,
-        table: &str,
-        reruns: &str,
+        tables: &FencedTables,
         id: MessageId,
+        fence: u64,
         consumer: &str,
-    ) -> Result<bool, Error> {
-        let check = |pg: bool| {
-            let placeholder = if pg { "$1" } else { "?" };
-            format!("SELECT COUNT(*) FROM {table} WHERE msg_id = {placeholder}")
+    ) -> Result<Applied, Error> {
+        let fence = i64::try_from(fence).unwrap_or(i64::MAX);
+        let statements = |pg: bool| {
+            let key = &tables.applied;
+            let claim = match self {
+                EffectsDb::MySql(_) => {
+                    format!("INSERT IGNORE INTO {key} (msg_id, fence) VALUES (?, ?)")
+                }
+                _ => format!(
+                    "INSERT INTO {key} (msg_id, fence) VALUES (?, ?) ON CONFLICT (msg_id) DO NOTHING"
+                ),
+            };
+            let raise = format!("UPDATE {key} SET fence = ? WHERE msg_id = ? AND fence < ?");
+            let fix = |sql: String| if pg { numbered(&sql) } else { sql };
+            (fix(claim), fix(raise))
         };
-        let applied = on_pool!(self, |pool, pg| {
-            let present: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(check(pg)))
+        let outcome = on_pool!(self, |pool, pg| {
+            let (claim, raise) = statements(pg);
+            let mut tx = pool.begin().await.map_err(db_error("begin an effect"))?;
+            let new = sqlx::query(sqlx::AssertSqlSafe(claim))
                 .bind(id.to_string())
-                .fetch_one(pool)
+                .bind(fence)
+                .execute(&mut *tx)
                 .await
-                .map_err(db_error("look for an effect"))?;
-            let target = if present == 0 { table } else { reruns };
+                .map_err(db_error("key an effect"))?
+                .rows_affected()
+                == 1;
+            let outcome = if new {
+                Applied::Now
+            } else if sqlx::query(sqlx::AssertSqlSafe(raise))
+                .bind(fence)
+                .bind(id.to_string())
+                .bind(fence)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("fence an effect"))?
+                .rows_affected()
+                == 1
+            {
+                Applied::Before
+            } else {
+                return Ok(Applied::Stale);
+            };
+            let target = if new { &tables.effects } else { &tables.reruns };
             sqlx::query(sqlx::AssertSqlSafe(insert_sql(target, pg)))
                 .bind(id.to_string())
                 .bind(consumer)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_error("record an effect"))?;
-            present == 0
+            tx.commit().await.map_err(db_error("commit an effect"))?;
+            outcome
         });
-        Ok(applied)
+        Ok(outcome)
+    }
+
+    /// The rows `sql` selects, whichever engine.
+    pub(crate) async fn select<T>(&self, sql: String, what: &'static str) -> Result<Vec<T>, Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow>
+            + Send
+            + Unpin,
+    {
+        on_pool!(self, |pool, _pg| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await
+                .map_err(db_error(what))
+        })
     }
 
     /// Rows in `table`.
@@ -232,30 +313,62 @@ macro_rules! transactional_effects {
 }
 transactional_effects!(sqlx::Sqlite => false, sqlx::Postgres => true, sqlx::MySql => false);
 
-/// [`Effects`] outside any inbox transaction (beside a Redis dedupe store): applied once,
-/// a re-run recorded in `reruns`.
+/// The tables of a keyed, fenced effect.
+#[derive(Debug, Clone)]
+pub struct FencedTables {
+    /// One row per application (no key).
+    pub effects: String,
+    /// The key: message id and the fence that last wrote it.
+    pub applied: String,
+    /// One row per re-run found applied.
+    pub reruns: String,
+}
+
+/// What [`EffectsDb::apply_fenced`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The effect is applied by this run.
+    Now,
+    /// An earlier claim applied it; this newer one raised the fence and recorded a re-run.
+    Before,
+    /// A newer claim wrote the key: this holder is stale and wrote nothing.
+    Stale,
+}
+
+/// [`Effects`] outside any inbox transaction (beside a Redis dedupe store): keyed by id and
+/// fenced (see the module docs).
 pub struct DirectEffects {
     /// The database.
     pub db: EffectsDb,
-    /// What to write.
-    pub effects: Effects,
-    /// The table of re-runs.
-    pub reruns: String,
+    /// Where.
+    pub tables: FencedTables,
+    /// This consumer's name, written with each effect.
+    pub consumer: String,
 }
 
 #[async_trait]
 impl Handler for DirectEffects {
-    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(&self, _: &Envelope) -> Result<(), HandlerError> {
+        Err(HandlerError::permanent("a fenced effect needs its claim"))
+    }
+
+    async fn handle_claimed(
+        &self,
+        envelope: &Envelope,
+        context: &HandlerContext,
+    ) -> Result<(), HandlerError> {
         poison(envelope)?;
-        self.db
-            .apply_once(
-                &self.effects.table,
-                &self.reruns,
-                envelope.id,
-                &self.effects.consumer,
-            )
+        let applied = self
+            .db
+            .apply_fenced(&self.tables, envelope.id, context.fence(), &self.consumer)
             .await
-            .map(drop)
-            .map_err(HandlerError::retryable)
+            .map_err(HandlerError::retryable)?;
+        match applied {
+            Applied::Now | Applied::Before => Ok(()),
+            Applied::Stale => Err(HandlerError::interrupted(format!(
+                "fence {} is older than the claim that wrote the effect",
+                context.fence()
+            ))),
+        }
     }
 }

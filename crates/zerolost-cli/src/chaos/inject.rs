@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde::Serialize;
-use zerolost_core::Error;
+use zerolost_core::{Envelope, Error};
 
 use super::plan::{FaultKind, Planned};
 use super::procs::{Procs, Role, round3};
@@ -27,6 +27,20 @@ pub struct Injected {
     pub took_s: f64,
 }
 
+impl Injected {
+    /// One line on stderr.
+    pub fn print(&self) {
+        eprintln!(
+            "chaos: [{:>7.1} s] {} {}: {} (recovered in {:.1} s)",
+            self.at_s,
+            self.kind.name(),
+            self.target,
+            self.detail,
+            self.took_s
+        );
+    }
+}
+
 /// How long a killed relay or consumer stays down.
 const DOWN: Duration = Duration::from_secs(1);
 /// How long a link stays cut.
@@ -41,20 +55,29 @@ const LEADER_DOWN: Duration = Duration::from_secs(3);
 const TWO_DOWN: Duration = Duration::from_secs(8);
 /// How long a consumer stays frozen: past its 10 s claim lease.
 const FROZEN: Duration = Duration::from_secs(15);
+/// How long a consumer stays cut off from its dedupe store: past its 10 s claim lease.
+const STORE_CUT: Duration = Duration::from_secs(15);
 
-/// Which kinds of fault apply to a run's setup.
-pub fn applicable(backend: ChaosBackend, world: &World) -> Vec<FaultKind> {
-    // The pause first: every plan has one (see `plan`).
-    let mut kinds = vec![
-        FaultKind::ConsumerPause,
+/// Which kinds of fault apply to a run's setup, and how many of the first ones every plan
+/// has: the faults that break claim leases (a pause, a store cut, a Redis kill -9).
+pub fn applicable(backend: ChaosBackend, world: &World) -> (Vec<FaultKind>, usize) {
+    let mut kinds = vec![FaultKind::ConsumerPause];
+    if !world.consumer_links.is_empty() {
+        kinds.push(FaultKind::StoreCut);
+    }
+    if world.redis_prefix.is_some() {
+        kinds.push(FaultKind::RedisKill);
+    }
+    let required = kinds.len();
+    kinds.extend([
         FaultKind::RelayKill,
         FaultKind::ConsumerKill,
         FaultKind::BrokerKill,
-    ];
+    ]);
     if backend == ChaosBackend::Kafka {
         kinds.push(FaultKind::BrokersDown);
     }
-    if !world.links.is_empty() {
+    if !used_links(world).is_empty() {
         kinds.push(FaultKind::NetworkCut);
         kinds.push(FaultKind::NetworkLatency);
     }
@@ -64,7 +87,18 @@ pub fn applicable(backend: ChaosBackend, world: &World) -> Vec<FaultKind> {
     if world.links.iter().any(|l| l.name == "database") {
         kinds.push(FaultKind::DatabaseRestart);
     }
-    kinds
+    (kinds, required)
+}
+
+/// The links the children use: the shared ones and each consumer's own link to its store
+/// (the consumers reach Redis only through their own, so the shared Redis link is left out).
+fn used_links(world: &World) -> Vec<&super::world::Link> {
+    world
+        .links
+        .iter()
+        .filter(|l| l.name != "redis")
+        .chain(&world.consumer_links)
+        .collect()
 }
 
 /// Injects `planned` and waits for its recovery step.
@@ -81,10 +115,12 @@ pub async fn inject(
         FaultKind::RelayKill => kill_relay(planned.target, world, procs).await?,
         FaultKind::ConsumerKill => kill_consumer(planned.target, procs).await?,
         FaultKind::ConsumerPause => pause_consumer(planned.target, procs).await?,
+        FaultKind::StoreCut => cut_consumer_store(planned.target, world, procs).await?,
         FaultKind::BrokerKill => kill_broker(backend, world).await?,
         FaultKind::BrokersDown => two_kafka_nodes_down(world).await?,
         FaultKind::NetworkCut | FaultKind::NetworkLatency => {
-            let link = &world.links[planned.target % world.links.len()];
+            let links = used_links(world);
+            let link = links[planned.target % links.len()];
             let detail = if planned.kind == FaultKind::NetworkCut {
                 toxi::set_enabled(&link.proxy, false).await?;
                 tokio::time::sleep(CUT).await;
@@ -110,6 +146,7 @@ pub async fn inject(
                 "stopped (SHUTDOWN) and started again".into(),
             )
         }
+        FaultKind::RedisKill => kill_redis(world).await?,
         FaultKind::DatabaseRestart => {
             let script = match store {
                 ChaosStore::Mysql => "mariadb",
@@ -206,6 +243,71 @@ async fn pause_consumer(target: usize, procs: &mut Procs) -> Result<(String, Str
         format!(
             "frozen (SIGSTOP) for {} s, past its claim lease, then resumed",
             FROZEN.as_secs()
+        ),
+    ))
+}
+
+/// Refuses one consumer's own link to its dedupe store for longer than its claim lease
+/// (its open connections cut, new ones refused); the span is noted for the runs' verdict.
+async fn cut_consumer_store(
+    target: usize,
+    world: &World,
+    procs: &mut Procs,
+) -> Result<(String, String), Error> {
+    let consumers = procs.of(Role::Consumer);
+    let n = target % consumers.len().min(world.consumer_links.len());
+    let (i, link) = (consumers[n], &world.consumer_links[n]);
+    let from = super::runs::now_us();
+    toxi::set_enabled(&link.proxy, false).await?;
+    tokio::time::sleep(STORE_CUT).await;
+    toxi::set_enabled(&link.proxy, true).await?;
+    if let Some(pid) = procs.pid(i) {
+        procs.cuts.push(super::runs::Span {
+            pid: i64::from(pid),
+            from,
+            to: super::runs::now_us(),
+        });
+    }
+    Ok((
+        link.name.to_owned(),
+        format!(
+            "{}'s link to its dedupe store refused for {} s, past its claim lease",
+            procs.name(i),
+            STORE_CUT.as_secs()
+        ),
+    ))
+}
+
+/// How far back a Redis kill -9 delivers handled messages again.
+const RECENT_US: i64 = 2_000_000;
+
+/// kill -9 of Redis, a restart on its append-only file, then the messages handled in the
+/// 2 s before the kill delivered once more (a relay's re-send): a processed mark Redis
+/// acknowledged and lost would let one run again, which the runs' verdict fails. (Redis
+/// writes its append-only file before it answers, so a killed process loses no answered
+/// write; `appendfsync` is about the machine losing power.)
+async fn kill_redis(world: &World) -> Result<(String, String), Error> {
+    let since = super::runs::now_us() - RECENT_US;
+    world.services.run("redis", &["kill"]).await?;
+    let ids = world.db.succeeded_since(&world.runs_table, since).await?;
+    let copies: Vec<Envelope> = ids
+        .iter()
+        .map(|&id| {
+            let mut copy = Envelope::new(&world.destination, "a re-send after a Redis kill");
+            copy.id = id;
+            copy
+        })
+        .collect();
+    let publisher = world.backend.publisher().await?;
+    for result in publisher.publish_batch(&copies).await {
+        result?;
+    }
+    Ok((
+        "redis".into(),
+        format!(
+            "kill -9, started again on its append-only file; the {} messages handled in the {} s before it delivered again",
+            copies.len(),
+            RECENT_US / 1_000_000
         ),
     ))
 }

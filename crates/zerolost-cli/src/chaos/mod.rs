@@ -11,6 +11,7 @@
 pub mod child;
 mod effects;
 mod inject;
+mod marks;
 mod plan;
 mod procs;
 mod runs;
@@ -136,9 +137,9 @@ struct ChaosReport {
     unexpected_dead_letters: usize,
     unexpected_parked: usize,
     duplicates_suppressed: u64,
-    /// `--dedupe redis`: handler runs that found their effect already applied (a consumer
-    /// died between the effect and the Redis mark; see docs/reliability.md). Always 0 with
-    /// the inbox, whose mark commits with the effect.
+    /// `--dedupe redis`: handler runs that found their effect already applied under its key
+    /// (a consumer died or lost Redis between the effect and the mark; see
+    /// docs/reliability.md). Always 0 with the inbox, whose mark commits with the effect.
     handler_reruns: u64,
     /// Messages whose handler first waited 1.5 claim leases (a slow API call).
     slow_handlers: usize,
@@ -147,6 +148,8 @@ struct ChaosReport {
     runs: runs::RunsVerdict,
     /// When consumers were frozen (`consumer_pause`).
     pauses: Vec<runs::Pause>,
+    /// When consumers were cut off from their dedupe store (`store_cut`).
+    cuts: Vec<runs::Span>,
     unexpected_exits: Vec<UnexpectedExit>,
     shutdown: Vec<Shutdown>,
     leased_after_shutdown: usize,
@@ -172,6 +175,79 @@ struct Produced {
 /// How long a designated slow message's handler waits: 1.5 times the consumers' 10 s
 /// claim lease.
 const SLOW_MS: u64 = 15_000;
+
+/// What the run left behind, read once every child has stopped.
+struct Readings {
+    produced_ids: Vec<MessageId>,
+    published: usize,
+    verdict: Verdict,
+    leased_after_shutdown: usize,
+    duplicates_suppressed: u64,
+    handler_reruns: u64,
+}
+
+/// Reads the outbox, the effects, the DLQ and the ledger, and judges them by id.
+async fn read_outcome(world: &World, produced: &Produced) -> Result<Readings, Error> {
+    let snapshot = patiently("the outbox", FINAL_READ, || world.outbox.snapshot(None)).await?;
+    let produced_ids: Vec<MessageId> = snapshot.entries.iter().map(|e| e.id).collect();
+    let parked = snapshot.ids_in(OutboxStatus::Parked);
+    let published = snapshot.ids_in(OutboxStatus::Published).len();
+    let effects = patiently("the effects", FINAL_READ, || {
+        world.db.counts(&world.effects_table)
+    })
+    .await?;
+    let dead: HashSet<MessageId> =
+        patiently("the DLQ", FINAL_READ, || dead_letter_ids(world)).await?;
+    let verdict = Verdict::compute(
+        &produced_ids,
+        &effects,
+        &dead,
+        &parked,
+        &produced.poison,
+        &produced.unsendable,
+    );
+    let leased_after_shutdown =
+        patiently("the outbox counts", FINAL_READ, || world.outbox.counts())
+            .await?
+            .leased;
+    let duplicates_suppressed = patiently("the ledger", FINAL_READ, || {
+        world.ledger.duplicates_suppressed()
+    })
+    .await?;
+    let handler_reruns = patiently("the re-runs", FINAL_READ, || {
+        world.db.rows(&world.reruns_table)
+    })
+    .await?;
+    Ok(Readings {
+        produced_ids,
+        published,
+        verdict,
+        leased_after_shutdown,
+        duplicates_suppressed,
+        handler_reruns,
+    })
+}
+
+/// The verdict on every recorded handler run, under what the run did to the consumers.
+async fn judge_runs(
+    world: &World,
+    procs: &Procs,
+    dedupe: ChaosDedupe,
+) -> Result<runs::RunsVerdict, Error> {
+    let recorded = patiently("the runs", FINAL_READ, || world.db.runs(&world.runs_table)).await?;
+    let marks_table = marks::marks_table(&world.runs_table);
+    let failed_marks = patiently("the refused marks", FINAL_READ, || {
+        world.db.failed_marks(&marks_table)
+    })
+    .await?;
+    let seen = runs::Circumstances {
+        pauses: &procs.pauses,
+        failed_marks: &failed_marks,
+        killed: &procs.killed,
+        marks_apart: dedupe == ChaosDedupe::Redis,
+    };
+    Ok(runs::verdict(&recorded, &seen))
+}
 
 /// Runs a chaos run; exit 1 on any loss, duplicate effect or misbehaving process.
 pub async fn run(args: ChaosArgs) -> Result<ExitCode, Error> {
@@ -211,8 +287,8 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
     let rate = rate(args);
     let messages = usize::try_from(args.messages)
         .map_err(|_| Error::Config("--messages is too large for this machine".into()))?;
-    let kinds = inject::applicable(args.backend, world);
-    let planned = plan::plan(seed, args.faults, &kinds);
+    let (kinds, required) = inject::applicable(args.backend, world);
+    let planned = plan::plan(seed, args.faults, &kinds, required);
     eprintln!(
         "chaos: {} messages at {}/s to {}, {} faults from {:?}; logs in {}",
         messages,
@@ -222,7 +298,7 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
         world.run_dir.display()
     );
-    let mut procs = Procs::new(world, 2, 2)?;
+    let mut procs = Procs::new(world, 2)?;
     procs.start_all()?;
 
     let produced_count = Arc::new(AtomicU64::new(0));
@@ -246,14 +322,7 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         procs.reap()?;
         let at = started.elapsed().as_secs_f64();
         let injected = inject::inject(p, world, &mut procs, args.backend, args.store, at).await?;
-        eprintln!(
-            "chaos: [{:>7.1} s] {} {}: {} (recovered in {:.1} s)",
-            injected.at_s,
-            injected.kind.name(),
-            injected.target,
-            injected.detail,
-            injected.took_s
-        );
+        injected.print();
         fault_log.push(injected);
     }
     let produced = producer
@@ -271,38 +340,15 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
     procs.reap()?;
     let shutdown = procs.terminate_all(Duration::from_secs(30)).await;
 
-    let snapshot = patiently("the outbox", FINAL_READ, || world.outbox.snapshot(None)).await?;
-    let produced_ids: Vec<MessageId> = snapshot.entries.iter().map(|e| e.id).collect();
-    let parked = snapshot.ids_in(OutboxStatus::Parked);
-    let published = snapshot.ids_in(OutboxStatus::Published).len();
-    let effects = patiently("the effects", FINAL_READ, || {
-        world.db.counts(&world.effects_table)
-    })
-    .await?;
-    let dead: HashSet<MessageId> =
-        patiently("the DLQ", FINAL_READ, || dead_letter_ids(world)).await?;
-    let verdict = Verdict::compute(
-        &produced_ids,
-        &effects,
-        &dead,
-        &parked,
-        &produced.poison,
-        &produced.unsendable,
-    );
-    let leased_after_shutdown =
-        patiently("the outbox counts", FINAL_READ, || world.outbox.counts())
-            .await?
-            .leased;
-    let duplicates_suppressed = patiently("the ledger", FINAL_READ, || {
-        world.ledger.duplicates_suppressed()
-    })
-    .await?;
-    let handler_reruns = patiently("the re-runs", FINAL_READ, || {
-        world.db.rows(&world.reruns_table)
-    })
-    .await?;
-    let recorded = patiently("the runs", FINAL_READ, || world.db.runs(&world.runs_table)).await?;
-    let runs = runs::verdict(&recorded, &procs.pauses, &procs.killed);
+    let Readings {
+        produced_ids,
+        published,
+        verdict,
+        leased_after_shutdown,
+        duplicates_suppressed,
+        handler_reruns,
+    } = read_outcome(world, &produced).await?;
+    let runs = judge_runs(world, &procs, args.dedupe).await?;
     let mut faults = BTreeMap::new();
     for f in &fault_log {
         *faults.entry(f.kind.name()).or_default() += 1;
@@ -346,6 +392,7 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
         slow_handlers: produced.slow,
         runs,
         pauses: procs.pauses.clone(),
+        cuts: procs.cuts.clone(),
         unexpected_exits: procs.unexpected.clone(),
         shutdown,
         leased_after_shutdown,

@@ -32,6 +32,12 @@ pub enum FaultKind {
     /// A consumer frozen (SIGSTOP) longer than its claim lease while it holds claims, then
     /// resumed (SIGCONT): another consumer takes its messages over meanwhile.
     ConsumerPause,
+    /// One consumer's own link to its dedupe store (Redis, or the database of its inbox)
+    /// refused longer than its claim lease; the other consumer's link and the relays' stay.
+    StoreCut,
+    /// kill -9 of Redis and a restart on its append-only file; the messages handled just
+    /// before are delivered again.
+    RedisKill,
 }
 
 impl FaultKind {
@@ -47,6 +53,8 @@ impl FaultKind {
             Self::RedisRestart => "redis_restart",
             Self::DatabaseRestart => "database_restart",
             Self::ConsumerPause => "consumer_pause",
+            Self::StoreCut => "store_cut",
+            Self::RedisKill => "redis_kill",
         }
     }
 }
@@ -64,9 +72,10 @@ pub struct Planned {
 }
 
 /// `count` faults drawn from `kinds`: every kind once (in a seeded order) while the count
-/// allows, then seeded picks; spread over 5–90 % of the production. The first kind is
-/// always among them (a run of few faults still tests it).
-pub fn plan(seed: u64, count: usize, kinds: &[FaultKind]) -> Vec<Planned> {
+/// allows, then seeded picks; spread over 5–90 % of the production. The first `required`
+/// kinds are always among them while the count allows (a run of few faults still tests
+/// them).
+pub fn plan(seed: u64, count: usize, kinds: &[FaultKind], required: usize) -> Vec<Planned> {
     if kinds.is_empty() || count == 0 {
         return Vec::new();
     }
@@ -82,9 +91,15 @@ pub fn plan(seed: u64, count: usize, kinds: &[FaultKind]) -> Vec<Planned> {
     while chosen.len() < count {
         chosen.push(kinds[rng.random_range(0..kinds.len())]);
     }
-    if !chosen.contains(&kinds[0]) {
-        let slot = rng.random_range(0..chosen.len());
-        chosen[slot] = kinds[0];
+    let required = &kinds[..required.min(kinds.len()).min(count)];
+    for kind in required {
+        if chosen.contains(kind) {
+            continue;
+        }
+        let free: Vec<usize> = (0..chosen.len())
+            .filter(|&i| !required.contains(&chosen[i]))
+            .collect();
+        chosen[free[rng.random_range(0..free.len())]] = *kind;
     }
     let step = 0.85 / count as f64;
     chosen
@@ -111,9 +126,9 @@ mod tests {
 
     #[test]
     fn a_seed_gives_one_plan_with_every_kind_and_rising_points() {
-        let a = plan(7, 10, &ALL);
-        assert_eq!(a, plan(7, 10, &ALL), "same seed, same plan");
-        assert_ne!(a, plan(8, 10, &ALL), "another seed, another plan");
+        let a = plan(7, 10, &ALL, 1);
+        assert_eq!(a, plan(7, 10, &ALL, 1), "same seed, same plan");
+        assert_ne!(a, plan(8, 10, &ALL, 1), "another seed, another plan");
         assert_eq!(a.len(), 10);
         for kind in ALL {
             assert!(a.iter().any(|p| p.kind == kind), "{kind:?} planned");
@@ -123,22 +138,28 @@ mod tests {
     }
 
     #[test]
-    fn the_first_kind_is_always_planned() {
+    fn the_required_kinds_are_always_planned() {
         for seed in 0..50 {
-            assert!(
-                plan(seed, 2, &ALL).iter().any(|p| p.kind == ALL[0]),
-                "seed {seed}"
+            let planned = plan(seed, 2, &ALL, 2);
+            for kind in &ALL[..2] {
+                assert!(planned.iter().any(|p| p.kind == *kind), "seed {seed}");
+            }
+            let one = plan(seed, 1, &ALL, 2);
+            assert_eq!(one.len(), 1);
+            assert_eq!(
+                one[0].kind, ALL[0],
+                "seed {seed}: the first when only one fits"
             );
         }
     }
 
     #[test]
     fn fewer_faults_than_kinds_are_all_different() {
-        let a = plan(1, 3, &ALL);
+        let a = plan(1, 3, &ALL, 1);
         let mut kinds: Vec<_> = a.iter().map(|p| p.kind).collect();
         kinds.sort();
         kinds.dedup();
         assert_eq!(kinds.len(), 3);
-        assert!(plan(1, 5, &[]).is_empty());
+        assert!(plan(1, 5, &[], 1).is_empty());
     }
 }

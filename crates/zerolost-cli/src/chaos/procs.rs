@@ -47,13 +47,18 @@ pub struct Shutdown {
 struct Proc {
     role: Role,
     name: String,
+    config: PathBuf,
     child: Option<Child>,
 }
+
+/// The environment variable that gives a chaos consumer the database, unproxied, where it
+/// records its handler runs.
+pub const RECORD_URL_ENV: &str = "ZEROLOST_CHAOS_RECORD_URL";
 
 /// The children of a run.
 pub struct Procs {
     exe: PathBuf,
-    config: PathBuf,
+    record_url: String,
     destination: String,
     effects_table: String,
     reruns_table: String,
@@ -66,13 +71,15 @@ pub struct Procs {
     pub unexpected: Vec<UnexpectedExit>,
     /// When consumer processes were frozen (SIGSTOP … SIGCONT).
     pub pauses: Vec<super::runs::Pause>,
+    /// When consumer processes were cut off from their dedupe store.
+    pub cuts: Vec<super::runs::Span>,
     /// Processes killed, or that died on their own, during the run.
     pub killed: Vec<i64>,
 }
 
 impl Procs {
-    /// `relays` relays and `consumers` consumers of `world`, not started yet.
-    pub fn new(world: &World, relays: usize, consumers: usize) -> Result<Self, Error> {
+    /// `relays` relays and a consumer per consumer config of `world`, not started yet.
+    pub fn new(world: &World, relays: usize) -> Result<Self, Error> {
         let exe = std::env::current_exe()
             .map_err(|e| Error::Config(format!("cannot find the zerolost binary: {e}")))?;
         let mut procs = Vec::new();
@@ -80,19 +87,21 @@ impl Procs {
             procs.push(Proc {
                 role: Role::Relay,
                 name: format!("relay-{i}"),
+                config: world.config_path.clone(),
                 child: None,
             });
         }
-        for i in 1..=consumers {
+        for (i, config) in world.consumer_configs.iter().enumerate() {
             procs.push(Proc {
                 role: Role::Consumer,
-                name: format!("consumer-{i}"),
+                name: format!("consumer-{}", i + 1),
+                config: config.clone(),
                 child: None,
             });
         }
         Ok(Self {
             exe,
-            config: world.config_path.clone(),
+            record_url: world.direct_db_url.clone(),
             destination: world.destination.clone(),
             effects_table: world.effects_table.clone(),
             reruns_table: world.reruns_table.clone(),
@@ -103,6 +112,7 @@ impl Procs {
             started: tokio::time::Instant::now(),
             unexpected: Vec::new(),
             pauses: Vec::new(),
+            cuts: Vec::new(),
             killed: Vec::new(),
         })
     }
@@ -142,13 +152,14 @@ impl Procs {
         let mut command = Command::new(&self.exe);
         match proc.role {
             Role::Relay => {
-                command.arg("relay").arg("--config").arg(&self.config);
+                command.arg("relay").arg("--config").arg(&proc.config);
             }
             Role::Consumer => {
                 command
+                    .env(RECORD_URL_ENV, &self.record_url)
                     .arg("chaos-consumer")
                     .arg("--config")
-                    .arg(&self.config)
+                    .arg(&proc.config)
                     .args(["--destination", &self.destination])
                     .args(["--name", &proc.name])
                     .args(["--effects-table", &self.effects_table])

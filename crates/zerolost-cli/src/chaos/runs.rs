@@ -3,11 +3,14 @@
 //! on them, whatever the effects table says:
 //! - two runs of one message that overlap in time are a failure, unless the earlier one's
 //!   process was frozen (SIGSTOP) when the later one began;
-//! - a run after an earlier run of the message that succeeded is a failure, unless the
-//!   earlier one's process was killed (it died between its effect and its mark: the Redis
-//!   gap). A renewal that does not hold or a lost mark shows here.
+//! - a run after an earlier run of the message that succeeded is a failure. With marks kept
+//!   apart from the effect (Redis) it is allowed where the earlier one's process was killed
+//!   or its store refused the earlier run's processed mark (cut off, killed, restarting:
+//!   the Redis gap, see `marks`); with the SQL inbox the mark commits with the effect and
+//!   nothing is allowed. A renewal that does not hold, or a mark the store acknowledged and
+//!   then lost, shows here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -39,15 +42,51 @@ pub struct Run {
     pub succeeded: bool,
 }
 
-/// A span during which a consumer process was frozen.
+/// A span during which a consumer process was frozen (SIGSTOP to SIGCONT) or cut off from
+/// its dedupe store (link refused to link back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Pause {
+pub struct Span {
     /// The process.
     pub pid: i64,
-    /// SIGSTOP, µs since the epoch.
+    /// Start, µs since the epoch.
     pub from: i64,
-    /// SIGCONT.
+    /// End.
     pub to: i64,
+}
+
+/// A consumer frozen.
+pub type Pause = Span;
+
+/// What happened to the consumer processes, for the verdict.
+#[derive(Debug, Clone, Copy)]
+pub struct Circumstances<'a> {
+    /// When consumers were frozen.
+    pub pauses: &'a [Pause],
+    /// Processed marks the store refused: (message id, fence of the claim).
+    pub failed_marks: &'a HashSet<(MessageId, i64)>,
+    /// Consumer processes killed, or that died, during the run.
+    pub killed: &'a [i64],
+    /// The processed mark is written apart from the effect (Redis), so a consumer that dies
+    /// or is cut off between the two leaves a re-run behind.
+    pub marks_apart: bool,
+}
+
+impl Circumstances<'_> {
+    /// Why a re-run after `earlier`'s success is allowed, if it is.
+    fn excuse(&self, earlier: &Run) -> Option<Excuse> {
+        if !self.marks_apart {
+            return None;
+        }
+        if self.failed_marks.contains(&(earlier.id, earlier.fence)) {
+            return Some(Excuse::MarkRefused);
+        }
+        self.killed.contains(&earlier.pid).then_some(Excuse::Killed)
+    }
+}
+
+enum Excuse {
+    Killed,
+    MarkRefused,
 }
 
 /// What the runs say.
@@ -68,13 +107,15 @@ pub struct RunsVerdict {
     pub reruns_after_success: usize,
     /// Runs after a success whose process was then killed (the Redis gap, allowed).
     pub reruns_after_kill: usize,
+    /// Runs after a success whose processed mark the store refused (cut off, killed,
+    /// restarting: the Redis gap, allowed).
+    pub reruns_after_refused_mark: usize,
     /// Up to 20 messages re-run after a success, for the report.
     pub rerun_ids: Vec<String>,
 }
 
-/// Checks every pair of runs of one message; `killed` are the consumer processes that were
-/// killed or died during the run.
-pub fn verdict(runs: &[Run], pauses: &[Pause], killed: &[i64]) -> RunsVerdict {
+/// Checks every pair of runs of one message under what happened to their processes.
+pub fn verdict(runs: &[Run], seen: &Circumstances) -> RunsVerdict {
     let mut by_id: HashMap<MessageId, Vec<&Run>> = HashMap::new();
     for run in runs {
         by_id.entry(run.id).or_default().push(run);
@@ -90,17 +131,21 @@ pub fn verdict(runs: &[Run], pauses: &[Pause], killed: &[i64]) -> RunsVerdict {
             let Some(end) = earlier.ended else { continue };
             for later in &of_id[i + 1..] {
                 if later.started >= end {
-                    if earlier.succeeded && killed.contains(&earlier.pid) {
-                        out.reruns_after_kill += 1;
-                    } else if earlier.succeeded {
-                        out.reruns_after_success += 1;
-                        if out.rerun_ids.len() < 20 {
-                            out.rerun_ids.push(id.to_string());
+                    if earlier.succeeded {
+                        match seen.excuse(earlier) {
+                            Some(Excuse::Killed) => out.reruns_after_kill += 1,
+                            Some(Excuse::MarkRefused) => out.reruns_after_refused_mark += 1,
+                            None => {
+                                out.reruns_after_success += 1;
+                                if out.rerun_ids.len() < 20 {
+                                    out.rerun_ids.push(id.to_string());
+                                }
+                            }
                         }
                     }
                     continue;
                 }
-                let frozen = pauses.iter().any(|p| {
+                let frozen = seen.pauses.iter().any(|p| {
                     p.pid == earlier.pid && p.from <= later.started && later.started < p.to
                 });
                 if frozen {
@@ -172,28 +217,30 @@ impl EffectsDb {
         self.execute(&sql, "record a run's end", &args).await
     }
 
+    /// The messages whose handler succeeded in a run that ended at `since_us` or later.
+    pub async fn succeeded_since(
+        &self,
+        table: &str,
+        since_us: i64,
+    ) -> Result<Vec<MessageId>, Error> {
+        let sql = format!(
+            "SELECT DISTINCT msg_id FROM {table} WHERE succeeded = 1 AND ended_us >= {since_us}"
+        );
+        let rows: Vec<(String,)> = self.select(sql, "read the recent runs").await?;
+        rows.into_iter()
+            .map(|(id,)| {
+                id.parse()
+                    .map_err(|e| Error::backend("read a run's id", false, e))
+            })
+            .collect()
+    }
+
     /// Every recorded run.
     pub async fn runs(&self, table: &str) -> Result<Vec<Run>, Error> {
         let sql =
             format!("SELECT msg_id, pid, fence, started_us, ended_us, succeeded FROM {table}");
-        let rows: Vec<(String, i64, i64, i64, Option<i64>, i64)> = match self {
-            EffectsDb::Sqlite(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(pool)
-                    .await
-            }
-            EffectsDb::Postgres(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(pool)
-                    .await
-            }
-            EffectsDb::MySql(pool) => {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(pool)
-                    .await
-            }
-        }
-        .map_err(db_error("read the runs"))?;
+        let rows: Vec<(String, i64, i64, i64, Option<i64>, i64)> =
+            self.select(sql, "read the runs").await?;
         rows.into_iter()
             .map(|(id, pid, fence, started, ended, succeeded)| {
                 Ok(Run {
@@ -210,7 +257,13 @@ impl EffectsDb {
             .collect()
     }
 
-    async fn execute(&self, sql: &str, what: &'static str, args: &[Arg]) -> Result<(), Error> {
+    /// Runs `sql` (`?` placeholders) with `args` on whichever pool.
+    pub(super) async fn execute(
+        &self,
+        sql: &str,
+        what: &'static str,
+        args: &[Arg],
+    ) -> Result<(), Error> {
         macro_rules! run {
             ($pool:expr, $sql:expr) => {{
                 let mut query = sqlx::query(sqlx::AssertSqlSafe($sql));
@@ -233,7 +286,7 @@ impl EffectsDb {
 }
 
 /// A bound value.
-enum Arg {
+pub(super) enum Arg {
     Text(String),
     Int(i64),
 }
@@ -253,6 +306,61 @@ mod tests {
         }
     }
 
+    static NONE_REFUSED: std::sync::LazyLock<HashSet<(MessageId, i64)>> =
+        std::sync::LazyLock::new(HashSet::new);
+
+    fn redis() -> Circumstances<'static> {
+        Circumstances {
+            pauses: &[],
+            failed_marks: &NONE_REFUSED,
+            killed: &[],
+            marks_apart: true,
+        }
+    }
+
+    #[test]
+    fn a_run_after_a_success_fails_unless_the_store_refused_its_mark() {
+        let id = MessageId::new();
+        let ok = Run {
+            succeeded: true,
+            fence: 4,
+            ..run(id, 1, 0, Some(10))
+        };
+        let again = [ok, run(id, 2, 20, Some(30))];
+        let refused: HashSet<_> = [(id, 4)].into();
+        let v = verdict(
+            &again,
+            &Circumstances {
+                failed_marks: &refused,
+                ..redis()
+            },
+        );
+        assert_eq!(
+            (v.reruns_after_success, v.reruns_after_refused_mark),
+            (0, 1)
+        );
+        for (what, refused) in [
+            ("another claim's mark refused", [(id, 3)]),
+            ("another message's mark refused", [(MessageId::new(), 4)]),
+        ] {
+            let refused: HashSet<_> = refused.into();
+            let v = verdict(
+                &again,
+                &Circumstances {
+                    failed_marks: &refused,
+                    ..redis()
+                },
+            );
+            assert_eq!(v.reruns_after_success, 1, "{what}");
+        }
+        let inbox = Circumstances {
+            failed_marks: &refused,
+            marks_apart: false,
+            ..redis()
+        };
+        assert_eq!(verdict(&again, &inbox).reruns_after_success, 1, "inbox");
+    }
+
     #[test]
     fn a_run_after_a_success_fails_unless_its_process_was_killed() {
         let id = MessageId::new();
@@ -261,13 +369,27 @@ mod tests {
             ..run(id, 1, 0, Some(10))
         };
         let again = [ok.clone(), run(id, 2, 20, Some(30))];
-        let v = verdict(&again, &[], &[]);
+        let v = verdict(&again, &redis());
         assert_eq!((v.reruns_after_success, v.rerun_ids.len()), (1, 1));
-        let v = verdict(&again, &[], &[1]);
+        let killed = Circumstances {
+            killed: &[1],
+            ..redis()
+        };
+        let v = verdict(&again, &killed);
         assert_eq!((v.reruns_after_success, v.reruns_after_kill), (0, 1));
+        let inbox = Circumstances {
+            marks_apart: false,
+            ..killed
+        };
+        let v = verdict(&again, &inbox);
+        assert_eq!(
+            (v.reruns_after_success, v.reruns_after_kill),
+            (1, 0),
+            "the inbox's mark commits with the effect: a kill excuses nothing"
+        );
         let after_failure = [run(id, 1, 0, Some(10)), run(id, 1, 20, Some(30))];
         assert_eq!(
-            verdict(&after_failure, &[], &[]).reruns_after_success,
+            verdict(&after_failure, &redis()).reruns_after_success,
             0,
             "retries are runs"
         );
@@ -277,16 +399,16 @@ mod tests {
     fn runs_that_follow_each_other_pass_and_overlapping_ones_fail() {
         let id = MessageId::new();
         let after = [run(id, 1, 0, Some(10)), run(id, 2, 10, Some(20))];
-        assert_eq!(verdict(&after, &[], &[]).overlapping, 0);
+        assert_eq!(verdict(&after, &redis()).overlapping, 0);
         let beside = [run(id, 1, 0, Some(10)), run(id, 2, 5, Some(20))];
-        let v = verdict(&beside, &[], &[]);
+        let v = verdict(&beside, &redis());
         assert_eq!((v.overlapping, v.overlapping_ids.len()), (1, 1));
         let other = [
             run(id, 1, 0, Some(10)),
             run(MessageId::new(), 2, 5, Some(20)),
         ];
         assert_eq!(
-            verdict(&other, &[], &[]).overlapping,
+            verdict(&other, &redis()).overlapping,
             0,
             "other messages may overlap"
         );
@@ -301,12 +423,24 @@ mod tests {
             from: 5,
             to: 25,
         };
-        let v = verdict(&beside, &[pause], &[]);
+        let pauses = [pause];
+        let v = verdict(
+            &beside,
+            &Circumstances {
+                pauses: &pauses,
+                ..redis()
+            },
+        );
         assert_eq!((v.overlapping, v.overlapping_while_frozen), (0, 1));
         let other_pid = Pause { pid: 2, ..pause };
-        assert_eq!(verdict(&beside, &[other_pid], &[]).overlapping, 1);
+        let pauses = [other_pid];
+        let frozen = Circumstances {
+            pauses: &pauses,
+            ..redis()
+        };
+        assert_eq!(verdict(&beside, &frozen).overlapping, 1);
         let killed = [run(id, 1, 0, None), run(id, 2, 5, Some(20))];
-        let v = verdict(&killed, &[], &[]);
+        let v = verdict(&killed, &redis());
         assert_eq!((v.overlapping, v.without_end), (0, 1));
     }
 }

@@ -124,8 +124,14 @@ pub struct World {
     pub destination: String,
     /// Where the config file and the children's logs are.
     pub run_dir: PathBuf,
-    /// The children's config file.
+    /// The relays' config file.
     pub config_path: PathBuf,
+    /// Each consumer's config file: the relays' links, but its dedupe store through a link of
+    /// its own.
+    pub consumer_configs: Vec<PathBuf>,
+    /// The database without a proxy: where the consumers record their handler runs, so no
+    /// fault can keep a run from the verdict.
+    pub direct_db_url: String,
     /// The effects table.
     pub effects_table: String,
     /// Where a Redis-deduplicated handler records its re-runs.
@@ -146,8 +152,10 @@ pub struct World {
     pub backend: Arc<dyn Backend>,
     /// Kafka client settings (leader lookups).
     pub kafka: Option<zerolost_kafka::KafkaConfig>,
-    /// Links through proxies.
+    /// Links through proxies, shared by the children.
     pub links: Vec<Link>,
+    /// Each consumer's own link to its dedupe store (none with SQLite and the inbox).
+    pub consumer_links: Vec<Link>,
     /// The service scripts.
     pub services: Services,
 }
@@ -160,7 +168,16 @@ fn host_port(url: &str) -> Option<&str> {
 }
 
 /// Local ports of the run's proxies (below Linux's ephemeral range).
-const PROXY_PORTS: [(&str, u16); 3] = [("database", 28470), ("redis", 28471), ("rabbitmq", 28472)];
+const PROXY_PORTS: [(&str, u16); 5] = [
+    ("database", 28470),
+    ("redis", 28471),
+    ("rabbitmq", 28472),
+    (CONSUMER_LINKS[0], 28473),
+    (CONSUMER_LINKS[1], 28474),
+];
+
+/// The consumers of a run, each with a link of its own to its dedupe store.
+pub const CONSUMER_LINKS: [&str; 2] = ["consumer-1 store", "consumer-2 store"];
 
 fn proxy_port(name: &str) -> u16 {
     PROXY_PORTS
@@ -220,7 +237,13 @@ impl World {
         let effects = EffectsDb::of(&db);
         effects.recreate(&effects_table).await?;
         effects.recreate(&reruns_table).await?;
+        effects
+            .recreate_applied(&applied_table(&effects_table))
+            .await?;
         effects.recreate_runs(&runs_table).await?;
+        effects
+            .recreate_marks(&super::marks::marks_table(&runs_table))
+            .await?;
 
         let redis_prefix = (args.dedupe == ChaosDedupe::Redis).then(|| format!("{name}:"));
         let mut direct_urls = Urls {
@@ -256,6 +279,11 @@ impl World {
             Ok(path)
         };
         let config_path = write("zerolost.toml", &child_urls)?;
+        let (consumer_links, consumer_urls) = consumer_links(&child_urls, &direct_urls).await?;
+        let mut consumer_configs = Vec::new();
+        for (i, urls) in consumer_urls.iter().enumerate() {
+            consumer_configs.push(write(&format!("consumer-{}.toml", i + 1), urls)?);
+        }
         // This process's own view: direct connections.
         let direct = Config::load(Some(&write("direct.toml", &direct_urls)?))?;
         let backend = backend_for(&direct, false).await?;
@@ -279,6 +307,8 @@ impl World {
             destination: name,
             run_dir,
             config_path,
+            consumer_configs,
+            direct_db_url: direct_url,
             effects_table,
             reruns_table,
             runs_table,
@@ -290,16 +320,51 @@ impl World {
             backend,
             kafka,
             links,
+            consumer_links,
             services,
         })
     }
 
     /// Removes the run's proxies.
     pub async fn teardown(&self) {
-        for link in &self.links {
+        for link in self.links.iter().chain(&self.consumer_links) {
             toxi::delete(&link.proxy).await;
         }
     }
+}
+
+/// The table that keys a Redis-deduplicated handler's effect by message id (with the
+/// fence of the claim that wrote it).
+pub fn applied_table(effects_table: &str) -> String {
+    format!("{effects_table}_applied")
+}
+
+/// A proxy per consumer to its dedupe store (Redis, else the inbox's database), and each
+/// consumer's addresses with it. None for SQLite with the inbox (no server to cut off).
+async fn consumer_links(child: &Urls, direct: &Urls) -> Result<(Vec<Link>, Vec<Urls>), Error> {
+    let upstream = match &direct.redis {
+        Some(redis) => host_port(redis),
+        None => host_port(&direct.db),
+    };
+    let Some(upstream) = upstream else {
+        return Ok((Vec::new(), vec![child.clone(); CONSUMER_LINKS.len()]));
+    };
+    let (mut links, mut urls) = (Vec::new(), Vec::new());
+    for (i, name) in CONSUMER_LINKS.into_iter().enumerate() {
+        let link = Link {
+            name,
+            proxy: format!("zerolost-chaos-store-{}", i + 1),
+        };
+        toxi::create(&link.proxy, &listen(name), upstream).await?;
+        let mut own = child.clone();
+        match &direct.redis {
+            Some(redis) => own.redis = Some(redis.replacen(upstream, &listen(name), 1)),
+            None => own.db = direct.db.replacen(upstream, &listen(name), 1),
+        }
+        links.push(link);
+        urls.push(own);
+    }
+    Ok((links, urls))
 }
 
 fn listen(name: &str) -> String {

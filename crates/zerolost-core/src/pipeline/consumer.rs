@@ -28,6 +28,10 @@ use crate::{
 /// consumer's `keep_for`, and the window the reconciler and a redrive assume unless told.
 pub(crate) const DEFAULT_KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a DLQ without a route is tried again before the dead letter is kept in the
+/// dedupe store as refused: long enough for a restarted broker to register its routes.
+const DLQ_ROUTE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How the consumer works. The defaults follow the source article: 3 handlers in
 /// flight, dead-letter after 3 failures, processed marks kept 24 h.
 #[derive(Debug, Clone)]
@@ -678,6 +682,7 @@ impl Consumer {
         shutdown: &CancellationToken,
     ) -> Result<(), Stopped> {
         stage::enter("dead-letter publish");
+        let since = tokio::time::Instant::now();
         let result = retry_until(
             &self.inner.config.store_backoff,
             shutdown,
@@ -689,7 +694,17 @@ impl Consumer {
                 crate::telemetry::consumer_store_error();
                 warn!(id = %envelope.id, error = %e, "dead-letter publish failed; retrying");
             },
-            || self.inner.dead_letters.dead_letter(envelope, failure),
+            || async {
+                match self.inner.dead_letters.dead_letter(envelope, failure).await {
+                    // A DLQ without a route is most often a broker coming back (RocketMQ's
+                    // name server drops a dead broker's routes): given time before it counts
+                    // as a refusal.
+                    Err(e @ Error::Unroutable { .. }) if since.elapsed() < DLQ_ROUTE_PATIENCE => {
+                        Err(Error::unavailable("the DLQ", e))
+                    }
+                    sent => sent,
+                }
+            },
         )
         .await;
         result.map(|_| ())
@@ -760,7 +775,11 @@ impl Consumer {
             op,
         )
         .await;
-        if result.is_ok() {
+        // Any answer but a shutdown means the store is back: an error here is one the store
+        // gave (retryable ones are retried), such as a claim lost during the outage. Only a
+        // call through the store reopens the intake, so one that ends without reopening it
+        // would leave the consumer waiting for good.
+        if !matches!(result, Err(Stopped::Shutdown)) {
             inner
                 .store_up
                 .send_if_modified(|up| !std::mem::replace(up, true));

@@ -190,24 +190,7 @@ impl World {
     /// Starts the services the run needs (idempotent), makes the tables, the destination
     /// and the proxies, and writes the children's config file.
     pub async fn prepare(args: &ChaosArgs, seed: u64) -> Result<Self, Error> {
-        let services = Services::locate(args.services.clone())?;
-        let mut needed: Vec<(&str, &[&str])> = vec![("toxiproxy", &["start"])];
-        needed.push(match args.backend {
-            ChaosBackend::Kafka => ("kafka", &["start", "cluster"]),
-            ChaosBackend::Rabbitmq => ("rabbitmq", &["start"]),
-            ChaosBackend::Rocketmq => ("rocketmq", &["start"]),
-        });
-        match args.store {
-            ChaosStore::Postgres => needed.push(("postgres", &["start"])),
-            ChaosStore::Mysql => needed.push(("mariadb", &["start"])),
-            ChaosStore::Sqlite => {}
-        }
-        if args.dedupe == ChaosDedupe::Redis {
-            needed.push(("redis", &["start"]));
-        }
-        for (script, script_args) in &needed {
-            services.run(script, script_args).await?;
-        }
+        let services = start_services(args).await?;
 
         let stamp = chrono::Utc::now().timestamp();
         let name = format!("zl-chaos-{}-{seed}-{stamp}", backend_name(args.backend));
@@ -231,19 +214,8 @@ impl World {
             _ => direct_url.clone(),
         };
         let db = open_db(&direct_url).await?;
-        let effects_table = format!("{TABLE_PREFIX}effects");
-        let reruns_table = format!("{TABLE_PREFIX}reruns");
-        let runs_table = format!("{TABLE_PREFIX}runs");
         let effects = EffectsDb::of(&db);
-        effects.recreate(&effects_table).await?;
-        effects.recreate(&reruns_table).await?;
-        effects
-            .recreate_applied(&applied_table(&effects_table))
-            .await?;
-        effects.recreate_runs(&runs_table).await?;
-        effects
-            .recreate_marks(&super::marks::marks_table(&runs_table))
-            .await?;
+        let (effects_table, reruns_table, runs_table) = recreate_tables(&effects).await?;
 
         let redis_prefix = (args.dedupe == ChaosDedupe::Redis).then(|| format!("{name}:"));
         let mut direct_urls = Urls {
@@ -293,15 +265,7 @@ impl World {
         };
         create_destination(&direct, &name).await?;
 
-        let ledger = match &redis_prefix {
-            Some(prefix) => {
-                let redis = zerolost_redis::RedisDedupe::connect(&default_url(BenchTarget::Redis))
-                    .await?
-                    .with_prefix(prefix)?;
-                Arc::new(redis) as Arc<dyn ConsumerLedger>
-            }
-            None => db.ledger(),
-        };
+        let ledger = ledger_of(redis_prefix.as_deref(), &db).await?;
         let (outbox, enqueue) = outbox_pair(&db);
         Ok(Self {
             destination: name,
@@ -331,6 +295,62 @@ impl World {
             toxi::delete(&link.proxy).await;
         }
     }
+}
+
+/// Starts (idempotently) the services a run needs.
+async fn start_services(args: &ChaosArgs) -> Result<Services, Error> {
+    let services = Services::locate(args.services.clone())?;
+    let mut needed: Vec<(&str, &[&str])> = vec![("toxiproxy", &["start"])];
+    needed.push(match args.backend {
+        ChaosBackend::Kafka => ("kafka", &["start", "cluster"]),
+        ChaosBackend::Rabbitmq => ("rabbitmq", &["start"]),
+        ChaosBackend::Rocketmq => ("rocketmq", &["start"]),
+    });
+    match args.store {
+        ChaosStore::Postgres => needed.push(("postgres", &["start"])),
+        ChaosStore::Mysql => needed.push(("mariadb", &["start"])),
+        ChaosStore::Sqlite => {}
+    }
+    if args.dedupe == ChaosDedupe::Redis {
+        needed.push(("redis", &["start"]));
+    }
+    for (script, script_args) in &needed {
+        services.run(script, script_args).await?;
+    }
+    Ok(services)
+}
+
+/// Makes the run's own tables anew: (effects, re-runs, runs), with the effects' key and the
+/// refused marks beside them.
+async fn recreate_tables(effects: &EffectsDb) -> Result<(String, String, String), Error> {
+    let effects_table = format!("{TABLE_PREFIX}effects");
+    let reruns_table = format!("{TABLE_PREFIX}reruns");
+    let runs_table = format!("{TABLE_PREFIX}runs");
+    effects.recreate(&effects_table).await?;
+    effects.recreate(&reruns_table).await?;
+    effects
+        .recreate_applied(&applied_table(&effects_table))
+        .await?;
+    effects.recreate_runs(&runs_table).await?;
+    effects
+        .recreate_marks(&super::marks::marks_table(&runs_table))
+        .await?;
+    Ok((effects_table, reruns_table, runs_table))
+}
+
+/// The consumers' ledger: Redis under the run's prefix, else the database's inbox.
+async fn ledger_of(
+    redis_prefix: Option<&str>,
+    db: &OutboxDb,
+) -> Result<Arc<dyn ConsumerLedger>, Error> {
+    Ok(match redis_prefix {
+        Some(prefix) => Arc::new(
+            zerolost_redis::RedisDedupe::connect(&default_url(BenchTarget::Redis))
+                .await?
+                .with_prefix(prefix)?,
+        ),
+        None => db.ledger(),
+    })
 }
 
 /// The table that keys a Redis-deduplicated handler's effect by message id (with the

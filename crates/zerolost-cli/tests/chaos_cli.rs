@@ -33,10 +33,10 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
             "3000",
             "--faults",
             "8",
-            // 60 s of production: the eight faults (a pause and a store cut of 15 s each
+            // 100 s of production: the eight faults (a pause and a store cut of 15 s each
             // among them) all strike while messages flow.
             "--rate",
-            "50",
+            "30",
             "--seed",
             "5",
             "--json",

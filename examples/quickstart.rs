@@ -1,7 +1,7 @@
 //! The whole pipeline in one file, on the in-memory backend:
 //! outbox → relay (confirmed publish) → consumer (dedupe, retry, DLQ) → reconciliation.
 //!
-//! Run: `cargo run --example quickstart`
+//! Run: `cargo run --example quickstart --features memory`
 
 use std::time::Duration;
 

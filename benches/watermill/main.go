@@ -1,7 +1,7 @@
 // The peer side of zerolost's relay benchmark: Watermill's outbox (the SQL publisher
 // writing enveloped messages to PostgreSQL, the Forwarder reading them back with the SQL
 // subscriber and publishing them with Watermill's Kafka or AMQP publisher), on the same
-// PostgreSQL and broker, with the same message count and payload as `zerolost bench`.
+// PostgreSQL and broker, with the same message count and payload as `zerolost-lab bench`.
 //
 // It enqueues -messages rows first (not timed), then starts the Forwarder and times how
 // long it takes until the broker has confirmed every message. Both publishers run with

@@ -17,7 +17,7 @@ rounds="${2:-3}"
 "$root/scripts/services/kafka.sh" start single
 "$root/scripts/services/rabbitmq.sh" start
 (cd "$here" && go build -o "$root/target/wmbench" .)
-(cd "$root" && cargo build --release --quiet -p zerolost-cli)
+(cd "$root" && cargo build --release --quiet -p zerolost-lab --features bench)
 
 results="$root/target/watermill-vs-zerolost.jsonl"
 : > "$results"

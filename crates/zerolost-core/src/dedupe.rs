@@ -9,8 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::parking::ParkedDeadLetter;
-use crate::{Error, MessageId};
+use crate::{Envelope, Error, Failure, MessageId};
+
+/// How long processed marks are kept by default (the source article's 24 h): the
+/// consumer's `keep_for`, and the window the reconciler and a redrive assume unless told.
+pub(crate) const DEFAULT_KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// Proof of a claim on one message id. Only its holder can extend, complete or release
 /// the claim.
@@ -223,5 +226,30 @@ impl<T: ConsumerLedger + ?Sized> ConsumerLedger for Arc<T> {
     }
     async fn remove_parked(&self, destination: &str, ids: &[MessageId]) -> Result<usize, Error> {
         (**self).remove_parked(destination, ids).await
+    }
+}
+
+/// A dead letter the DLQ refused for good, as the consumer's store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedDeadLetter {
+    /// The message as consumed: its original destination, id, key, headers and payload.
+    pub envelope: Envelope,
+    /// Why it was dead-lettered.
+    pub failure: Failure,
+    /// Why the DLQ refused it.
+    pub refused: String,
+    /// When it was parked.
+    pub parked_at: DateTime<Utc>,
+}
+
+impl ParkedDeadLetter {
+    /// `envelope`, dead-lettered for `failure`, refused by the DLQ with `refused`.
+    pub fn new(envelope: &Envelope, failure: &Failure, refused: &Error) -> Self {
+        Self {
+            envelope: envelope.clone(),
+            failure: failure.clone(),
+            refused: crate::dead_letter::bounded(&refused.to_string()),
+            parked_at: Utc::now(),
+        }
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::MessageId;
+use crate::id::ParseIdError;
 
 /// A boxed error from a handler or a backend client.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -94,6 +95,14 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+}
+
+impl From<ParseIdError> for Error {
+    fn from(e: ParseIdError) -> Self {
+        Error::Invalid {
+            reason: e.to_string(),
+        }
+    }
 }
 
 impl Error {

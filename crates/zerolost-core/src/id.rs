@@ -6,8 +6,6 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::Error;
-
 /// Namespace for ids derived from a foreign producer's native id or content (UUID v5).
 const FOREIGN_NAMESPACE: Uuid = Uuid::from_u128(0x6f1e_3a52_8d0b_4c3e_9f1a_2b7c_5d4e_8a10);
 
@@ -94,15 +92,25 @@ impl fmt::Debug for MessageId {
     }
 }
 
+/// Text that is not a message id; becomes [`Error::Invalid`](crate::Error::Invalid) with `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseIdError(String);
+
+impl fmt::Display for ParseIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseIdError {}
+
 impl FromStr for MessageId {
-    type Err = Error;
+    type Err = ParseIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::parse_str(s.trim())
             .map(Self)
-            .map_err(|e| Error::Invalid {
-                reason: format!("`{s}` is not a message id (UUID): {e}"),
-            })
+            .map_err(|e| ParseIdError(format!("`{s}` is not a message id (UUID): {e}")))
     }
 }
 
@@ -149,6 +157,8 @@ mod tests {
     #[test]
     fn parse_rejects_garbage_with_a_clear_error() {
         let err = "nope".parse::<MessageId>().unwrap_err();
+        assert!(err.to_string().contains("not a message id"));
+        let err = crate::Error::from(err);
         assert!(err.to_string().contains("not a message id"));
         assert!(!err.is_retryable());
     }

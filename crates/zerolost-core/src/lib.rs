@@ -45,7 +45,7 @@ pub use error::{BoxError, Error, HandlerError, redact_url};
 pub use handler::{
     FnContextHandler, FnHandler, Handler, HandlerContext, handler_fn, handler_fn_with_context,
 };
-pub use id::MessageId;
+pub use id::{MessageId, ParseIdError};
 pub use id_extract::{IdExtractor, IdSource, MissingIdPolicy};
 pub use outbox::{Lease, OutboxCounts, OutboxEntry, OutboxRecord, OutboxStatus, OutboxStore};
 pub use pipeline::{
@@ -58,3 +58,7 @@ pub use trace::TRACEPARENT_HEADER;
 
 /// Re-exported so callers can stop a [`Relay`] or [`Consumer`] without naming tokio-util.
 pub use tokio_util::sync::CancellationToken;
+
+/// Re-exported so implementing [`Handler`], [`Publisher`] or a store needs no dependency of
+/// its own: `#[zerolost_core::async_trait]` (or `#[zerolost::async_trait]`).
+pub use async_trait::async_trait;

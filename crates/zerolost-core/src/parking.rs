@@ -11,46 +11,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
+pub use crate::dedupe::ParkedDeadLetter;
 use crate::redrive::{DeadLetterMessage, DeadLetterQueue};
-use crate::{ConsumerLedger, Envelope, Error, Failure, MessageId};
-
-/// A dead letter the DLQ refused for good, as the consumer's store keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParkedDeadLetter {
-    /// The message as consumed: its original destination, id, key, headers and payload.
-    pub envelope: Envelope,
-    /// Why it was dead-lettered.
-    pub failure: Failure,
-    /// Why the DLQ refused it.
-    pub refused: String,
-    /// When it was parked.
-    pub parked_at: DateTime<Utc>,
-}
-
-impl ParkedDeadLetter {
-    /// `envelope`, dead-lettered for `failure`, refused by the DLQ with `refused`.
-    pub fn new(envelope: &Envelope, failure: &Failure, refused: &Error) -> Self {
-        Self {
-            envelope: envelope.clone(),
-            failure: failure.clone(),
-            refused: crate::dead_letter::bounded(&refused.to_string()),
-            parked_at: Utc::now(),
-        }
-    }
-
-    /// As a dead letter an operator lists and redrives.
-    pub fn to_dead_letter(&self) -> DeadLetterMessage {
-        DeadLetterMessage {
-            id: Some(self.envelope.id),
-            envelope: self.envelope.clone(),
-            failure: Some(self.failure.clone()),
-            payload_len: self.envelope.payload.len(),
-            parked: Some(self.refused.clone()),
-        }
-    }
-}
+use crate::{ConsumerLedger, Error, MessageId};
 
 /// A [`DeadLetterQueue`] that also shows the dead letters the consumers parked in their
 /// ledger (the DLQ refused them): `list` returns both, `remove` takes a parked message out
@@ -87,7 +51,7 @@ impl DeadLetterQueue for WithParked {
     async fn list(&self, destination: &str) -> Result<Vec<DeadLetterMessage>, Error> {
         let mut all = self.dlq.list(destination).await?;
         let parked = self.ledger.parked_dead_letters(destination).await?;
-        all.extend(parked.iter().map(ParkedDeadLetter::to_dead_letter));
+        all.extend(parked.iter().map(DeadLetterMessage::from));
         Ok(all)
     }
 

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::dedupe::ParkedDeadLetter;
 use crate::{
     ConsumerLedger, Envelope, Error, Failure, Incoming, MESSAGE_ID_HEADER, MessageId, Publisher,
     dlq_headers,
@@ -143,7 +144,7 @@ impl Default for RedriveOptions {
     fn default() -> Self {
         Self {
             dry_run: false,
-            window: crate::pipeline::DEFAULT_KEEP_FOR,
+            window: crate::dedupe::DEFAULT_KEEP_FOR,
             beyond_window: false,
             without_mark: false,
         }
@@ -437,6 +438,19 @@ impl DeadLetterQueue for LogDeadLetters {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+impl From<&ParkedDeadLetter> for DeadLetterMessage {
+    /// A parked dead letter as an operator lists and redrives it.
+    fn from(parked: &ParkedDeadLetter) -> Self {
+        DeadLetterMessage {
+            id: Some(parked.envelope.id),
+            envelope: parked.envelope.clone(),
+            failure: Some(parked.failure.clone()),
+            payload_len: parked.envelope.payload.len(),
+            parked: Some(parked.refused.clone()),
+        }
     }
 }
 

@@ -647,7 +647,7 @@ impl DedupeStore for OutageThenLeaseLost {
 
 /// The consumer stops taking messages while its store is down (fails closed); a store that
 /// answers again, even with "your claim is gone", is back: the consumer takes the next
-/// message instead of waiting for good (found by `zerolost chaos`: consumers idle for
+/// message instead of waiting for good (found by `zerolost-lab chaos`: consumers idle for
 /// minutes after a Redis kill, 100 messages unacked).
 #[tokio::test(start_paused = true)]
 async fn a_store_that_answers_after_an_outage_opens_the_intake_again() {
@@ -722,7 +722,7 @@ impl zerolost_core::DeadLetterSink for RouteComesBack {
 }
 
 /// A dead letter whose DLQ has no route for a few seconds waits for the route and lands in
-/// the DLQ; it is not kept aside as refused (found by `zerolost chaos` on RocketMQ: a poison
+/// the DLQ; it is not kept aside as refused (found by `zerolost-lab chaos` on RocketMQ: a poison
 /// message dead-lettered during a broker kill was parked).
 #[tokio::test(start_paused = true)]
 async fn a_dlq_without_a_route_for_a_while_still_gets_the_dead_letter() {

@@ -1,6 +1,6 @@
 //! Kafka as a [`zerolost_testkit::Backend`] (feature `testkit`): fresh topics with their
 //! `.dlq` per destination, one consumer group per topic, on the mock cluster or a real
-//! broker. Used by this crate's tests, the conformance suite and `zerolost demo --backend
+//! broker. Used by this crate's tests, the conformance suite and `zerolost-lab demo --backend
 //! kafka|kafka-mock`.
 
 use std::sync::Arc;

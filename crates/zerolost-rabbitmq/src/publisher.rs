@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind, PublisherConfirm};
 use tokio::sync::Mutex;
 use zerolost_core::{Envelope, Error, Publisher, Receipt};
 
@@ -167,19 +167,41 @@ impl RabbitPublisher {
             .with_headers(headers))
     }
 
+    /// Publishes `envelopes` (each with its index in the caller's batch) on `channel` and
+    /// waits for their confirms.
     async fn publish_on_channel(
         &self,
         channel: &Channel,
         envelopes: &[(usize, &Envelope)],
-        results: &mut [Option<Result<Receipt, Error>>],
-    ) -> bool {
-        let mut pending = Vec::with_capacity(envelopes.len());
-        let mut healthy = true;
+    ) -> Round {
+        let sent = self.send(channel, envelopes).await;
+        let mut round = if self.link.config().confirms() {
+            self.confirm(sent.pending).await
+        } else {
+            Round {
+                results: (sent.pending.into_iter())
+                    .map(|(index, envelope, _)| (index, Ok(receipt(envelope))))
+                    .collect(),
+                healthy: true,
+            }
+        };
+        round.results.extend(sent.failed);
+        round.healthy &= sent.healthy;
+        round
+    }
+
+    /// `basic.publish` of each message, in order; after the channel fails, the rest are not
+    /// sent (not confirmed, retryable).
+    async fn send<'e>(&self, channel: &Channel, envelopes: &[(usize, &'e Envelope)]) -> Sent<'e> {
+        let mut sent = Sent {
+            pending: Vec::with_capacity(envelopes.len()),
+            failed: Vec::new(),
+            healthy: true,
+        };
         for &(index, envelope) in envelopes {
-            if !healthy {
-                results[index] = Some(Err(not_confirmed(
-                    "the channel closed before this message was sent",
-                )));
+            if !sent.healthy {
+                let e = not_confirmed("the channel closed before this message was sent");
+                sent.failed.push((index, Err(e)));
                 continue;
             }
             let prepared = short(&envelope.destination).and_then(|exchange| {
@@ -189,101 +211,100 @@ impl RabbitPublisher {
             let (exchange, key, properties) = match prepared {
                 Ok(parts) => parts,
                 Err(e) => {
-                    results[index] = Some(Err(e.into()));
+                    sent.failed.push((index, Err(e.into())));
                     continue;
                 }
             };
+            let options = BasicPublishOptions {
+                mandatory: true,
+                immediate: false,
+            };
             // Bounded like the confirms: a broker that blocks the connection must not hang the batch.
-            let sent = tokio::time::timeout(
-                self.link.config().confirm_timeout_value(),
-                channel.basic_publish(
-                    exchange,
-                    key,
-                    BasicPublishOptions {
-                        mandatory: true,
-                        immediate: false,
-                    },
-                    &envelope.payload,
-                    properties,
-                ),
-            )
-            .await;
-            match sent {
-                Ok(Ok(confirm)) => pending.push((index, envelope, confirm)),
+            let publish =
+                channel.basic_publish(exchange, key, options, &envelope.payload, properties);
+            match tokio::time::timeout(self.link.config().confirm_timeout_value(), publish).await {
+                Ok(Ok(confirm)) => sent.pending.push((index, envelope, confirm)),
                 Ok(Err(e)) => {
-                    healthy = false;
-                    results[index] = Some(Err(not_confirmed(&format!("basic.publish: {e}"))));
+                    sent.healthy = false;
+                    let e = not_confirmed(&format!("basic.publish: {e}"));
+                    sent.failed.push((index, Err(e)));
                 }
                 Err(_) => {
-                    healthy = false;
-                    results[index] =
-                        Some(Err(not_confirmed("basic.publish did not complete in time")));
+                    sent.healthy = false;
+                    let e = not_confirmed("basic.publish did not complete in time");
+                    sent.failed.push((index, Err(e)));
                 }
             }
         }
-        if !self.link.config().confirms() {
-            for (index, envelope, _) in pending {
-                results[index] = Some(Ok(receipt(envelope)));
-            }
-            return healthy;
-        }
+        sent
+    }
+
+    /// Waits for the confirms of the messages sent: each is confirmed, nacked, returned
+    /// (unroutable) or unknown (the channel failed, or no confirm within the timeout).
+    async fn confirm(&self, pending: Vec<(usize, &Envelope, PublisherConfirm)>) -> Round {
         let timeout = self.link.config().confirm_timeout_value();
-        let sent: Vec<(usize, &Envelope)> = pending.iter().map(|(i, e, _)| (*i, *e)).collect();
-        let confirms = futures::future::join_all(pending.into_iter().map(|(_, _, c)| c));
-        let Ok(confirmations) = tokio::time::timeout(timeout, confirms).await else {
-            for (index, _) in sent {
-                results[index] = Some(Err(RabbitError::ConfirmTimeout(timeout).into()));
-            }
+        let (sent, confirms): (Vec<(usize, &Envelope)>, Vec<PublisherConfirm>) = pending
+            .into_iter()
+            .map(|(index, envelope, confirm)| ((index, envelope), confirm))
+            .unzip();
+        let Ok(confirmations) =
+            tokio::time::timeout(timeout, futures::future::join_all(confirms)).await
+        else {
             // No confirm for that long: the connection is likely dead but not yet noticed.
             self.link.reset().await;
-            return false;
+            return Round {
+                results: (sent.into_iter())
+                    .map(|(index, _)| (index, Err(RabbitError::ConfirmTimeout(timeout).into())))
+                    .collect(),
+                healthy: false,
+            };
         };
         // The broker sends basic.return before the ack of the same message, but a return
         // may ride on the confirmation of another message of the batch (acks with
         // `multiple`): match returns by message id.
-        let mut confirmed = Vec::with_capacity(confirmations.len());
+        let mut healthy = true;
         let mut returned: HashSet<String> = HashSet::new();
+        let mut outcomes = Vec::with_capacity(confirmations.len());
         for confirmation in confirmations {
-            match confirmation {
-                Ok(Confirmation::Ack(message)) => {
-                    if let Some(id) = message.as_ref().and_then(returned_id) {
-                        returned.insert(id);
-                    }
-                    confirmed.push(Ok(()));
-                }
-                Ok(Confirmation::Nack(message)) => {
-                    if let Some(id) = message.as_ref().and_then(returned_id) {
-                        returned.insert(id);
-                    }
-                    confirmed.push(Err(None));
-                }
-                Ok(Confirmation::NotRequested) => {
-                    confirmed.push(Err(Some("the channel is not in confirm mode".to_owned())));
-                }
+            let (message, outcome) = match confirmation {
+                Ok(Confirmation::Ack(message)) => (message, Ok(())),
+                Ok(Confirmation::Nack(message)) => (message, Err(None)),
+                Ok(Confirmation::NotRequested) => (
+                    None,
+                    Err(Some("the channel is not in confirm mode".to_owned())),
+                ),
                 Err(e) => {
                     healthy = false;
-                    confirmed.push(Err(Some(format!("confirm: {e}"))));
+                    (None, Err(Some(format!("confirm: {e}"))))
                 }
-            }
+            };
+            returned.extend(message.as_ref().and_then(returned_id));
+            outcomes.push(outcome);
         }
-        for ((index, envelope), outcome) in sent.into_iter().zip(confirmed) {
-            results[index] = Some(if returned.contains(&envelope.id.to_string()) {
-                Err(RabbitError::Unroutable {
-                    exchange: envelope.destination.clone(),
-                }
-                .into())
-            } else {
-                match outcome {
-                    Ok(()) => Ok(receipt(envelope)),
-                    Err(None) => Err(RabbitError::Nacked {
-                        exchange: envelope.destination.clone(),
+        let results = sent
+            .into_iter()
+            .zip(outcomes)
+            .map(|((index, envelope), outcome)| {
+                let destination = || envelope.destination.clone();
+                let result = if returned.contains(&envelope.id.to_string()) {
+                    Err(RabbitError::Unroutable {
+                        exchange: destination(),
                     }
-                    .into()),
-                    Err(Some(reason)) => Err(not_confirmed(&reason)),
-                }
-            });
-        }
-        healthy
+                    .into())
+                } else {
+                    match outcome {
+                        Ok(()) => Ok(receipt(envelope)),
+                        Err(None) => Err(RabbitError::Nacked {
+                            exchange: destination(),
+                        }
+                        .into()),
+                        Err(Some(reason)) => Err(not_confirmed(&reason)),
+                    }
+                };
+                (index, result)
+            })
+            .collect();
+        Round { results, healthy }
     }
 
     async fn publish_all(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
@@ -341,10 +362,11 @@ impl RabbitPublisher {
             };
             match channel {
                 Ok(channel) => {
-                    let healthy = self
-                        .publish_on_channel(&channel, &to_send, &mut results)
-                        .await;
-                    if healthy {
+                    let round = self.publish_on_channel(&channel, &to_send).await;
+                    for (index, result) in round.results {
+                        results[index] = Some(result);
+                    }
+                    if round.healthy {
                         *slot = Some(channel);
                     } else {
                         // Unknown confirms or a closed channel: start the next batch on a
@@ -367,6 +389,21 @@ impl RabbitPublisher {
             .map(|r| r.unwrap_or_else(|| Err(not_confirmed("not sent"))))
             .collect()
     }
+}
+
+/// What one batch on a channel came to: a result per message (by its index in the
+/// caller's batch) and whether the channel can carry the next batch.
+struct Round {
+    results: Vec<(usize, Result<Receipt, Error>)>,
+    healthy: bool,
+}
+
+/// The messages of a batch `basic.publish` took (awaiting their confirms) and those it
+/// did not, with why.
+struct Sent<'e> {
+    pending: Vec<(usize, &'e Envelope, PublisherConfirm)>,
+    failed: Vec<(usize, Result<Receipt, Error>)>,
+    healthy: bool,
 }
 
 fn short(value: &str) -> Result<ShortString, RabbitError> {

@@ -1,6 +1,6 @@
 //! RabbitMQ as a [`zerolost_testkit::Backend`] (feature `testkit`): a fresh exchange and
 //! quorum queue (with its `.dlq`) per destination on a real broker. Used by this crate's
-//! tests, the conformance suite and `zerolost demo --backend rabbitmq`.
+//! tests, the conformance suite and `zerolost-lab demo --backend rabbitmq`.
 
 use std::sync::Arc;
 use std::time::Duration;

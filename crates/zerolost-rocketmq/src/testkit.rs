@@ -1,6 +1,6 @@
 //! RocketMQ as a [`zerolost_testkit::Backend`] (feature `testkit`): a fresh topic (with its
 //! `-dlq` topic) per destination on a real broker. Used by this crate's tests, the
-//! conformance suite and `zerolost demo --backend rocketmq`.
+//! conformance suite and `zerolost-lab demo --backend rocketmq`.
 
 use std::sync::Arc;
 use std::time::Duration;

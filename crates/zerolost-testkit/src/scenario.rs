@@ -2,7 +2,7 @@
 //! dedupe store, under seeded faults: a producer enqueues in
 //! transactions, relays publish (and crash, and are restarted), consumers process with
 //! deduplication, and the verdict is computed by id. The property tests and
-//! `zerolost demo` both run this.
+//! `zerolost-lab demo` both run this.
 
 use std::collections::HashSet;
 use std::sync::Arc;

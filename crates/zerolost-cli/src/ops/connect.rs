@@ -4,17 +4,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zerolost_core::{ConsumerLedger, Error, OutboxStore, Publisher};
-use zerolost_sqlx::{MySqlStore, PgStore, SqliteStore, Tables};
+#[cfg(feature = "mysql")]
+use zerolost_sqlx::MySqlStore;
+#[cfg(feature = "postgres")]
+use zerolost_sqlx::PgStore;
+#[cfg(feature = "sqlite")]
+use zerolost_sqlx::SqliteStore;
+use zerolost_sqlx::Tables;
 
+use super::not_built;
 use crate::config::{BrokerKind, Config, InboxSection, OutboxSection, SecretUrl};
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+compile_error!("zerolost needs an outbox database: enable `sqlite`, `postgres` or `mysql`");
 
 /// The outbox database, whichever SQL engine the URL names.
 pub enum OutboxDb {
     /// `sqlite://…`
+    #[cfg(feature = "sqlite")]
     Sqlite(SqliteStore),
     /// `postgres://…` / `postgresql://…`
+    #[cfg(feature = "postgres")]
     Postgres(PgStore),
     /// `mysql://…` / `mariadb://…`
+    #[cfg(feature = "mysql")]
     MySql(MySqlStore),
 }
 
@@ -62,11 +75,24 @@ impl OutboxDb {
         let url = url.expose();
         let scheme = url.split("://").next().unwrap_or_default();
         Ok(match scheme {
+            #[cfg(feature = "sqlite")]
             "sqlite" => Self::Sqlite(SqliteStore::connect(url, tables).await?),
+            #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => Self::Postgres(PgStore::connect(url, tables).await?),
+            #[cfg(feature = "mysql")]
             "mysql" | "mariadb" => {
                 let url = url.replacen("mariadb://", "mysql://", 1);
                 Self::MySql(MySqlStore::connect(&url, tables).await?)
+            }
+            #[cfg(not(feature = "sqlite"))]
+            "sqlite" => return Err(not_built(&format!("{key}.url: SQLite"), "sqlite")),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => {
+                return Err(not_built(&format!("{key}.url: PostgreSQL"), "postgres"));
+            }
+            #[cfg(not(feature = "mysql"))]
+            "mysql" | "mariadb" => {
+                return Err(not_built(&format!("{key}.url: MySQL"), "mysql"));
             }
             _ => {
                 return Err(Error::Config(format!(
@@ -79,8 +105,11 @@ impl OutboxDb {
     /// Creates or upgrades the tables.
     pub async fn migrate(&self) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(s) => s.migrate().await,
+            #[cfg(feature = "postgres")]
             Self::Postgres(s) => s.migrate().await,
+            #[cfg(feature = "mysql")]
             Self::MySql(s) => s.migrate().await,
         }
     }
@@ -88,8 +117,11 @@ impl OutboxDb {
     /// Migration versions not applied yet.
     pub async fn pending_migrations(&self) -> Result<Vec<i64>, Error> {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(s) => s.pending_migrations().await,
+            #[cfg(feature = "postgres")]
             Self::Postgres(s) => s.pending_migrations().await,
+            #[cfg(feature = "mysql")]
             Self::MySql(s) => s.pending_migrations().await,
         }
     }
@@ -97,8 +129,11 @@ impl OutboxDb {
     /// The outbox as the relay and reconciler use it.
     pub fn outbox(&self) -> Arc<dyn OutboxStore> {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(s) => Arc::new(s.outbox()),
+            #[cfg(feature = "postgres")]
             Self::Postgres(s) => Arc::new(s.outbox()),
+            #[cfg(feature = "mysql")]
             Self::MySql(s) => Arc::new(s.outbox()),
         }
     }
@@ -106,8 +141,11 @@ impl OutboxDb {
     /// The inbox as the reconciler reads it.
     pub fn ledger(&self) -> Arc<dyn ConsumerLedger> {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(s) => Arc::new(s.inbox()),
+            #[cfg(feature = "postgres")]
             Self::Postgres(s) => Arc::new(s.inbox()),
+            #[cfg(feature = "mysql")]
             Self::MySql(s) => Arc::new(s.inbox()),
         }
     }
@@ -115,8 +153,11 @@ impl OutboxDb {
     /// The engine's name, for messages.
     pub fn engine(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Self::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
             Self::Postgres(_) => "postgres",
+            #[cfg(feature = "mysql")]
             Self::MySql(_) => "mysql",
         }
     }
@@ -159,10 +200,13 @@ pub async fn publisher(config: &Config) -> Result<Arc<dyn Publisher>, Error> {
         )
     })?;
     Ok(match broker {
+        #[cfg(feature = "kafka")]
         BrokerKind::Kafka => Arc::new(zerolost_kafka::KafkaPublisher::new(&kafka_config(config)?)?),
+        #[cfg(feature = "rabbitmq")]
         BrokerKind::Rabbitmq => Arc::new(zerolost_rabbitmq::RabbitPublisher::new(&rabbit_config(
             config,
         )?)?),
+        #[cfg(feature = "rocketmq")]
         BrokerKind::Rocketmq => {
             let runtime = zerolost_rocketmq::RocketRuntime::shared()?;
             Arc::new(
@@ -170,7 +214,15 @@ pub async fn publisher(config: &Config) -> Result<Arc<dyn Publisher>, Error> {
                     .await?,
             )
         }
+        #[allow(unreachable_patterns)]
+        other => return Err(broker_not_built(other)),
     })
+}
+
+/// The error for a broker this build left out.
+pub fn broker_not_built(broker: BrokerKind) -> Error {
+    let name = broker.name();
+    not_built(&format!("broker = \"{name}\""), name)
 }
 
 fn missing(section: &str) -> Error {
@@ -178,6 +230,7 @@ fn missing(section: &str) -> Error {
 }
 
 /// The `[kafka]` section as client settings.
+#[cfg(feature = "kafka")]
 pub fn kafka_config(config: &Config) -> Result<zerolost_kafka::KafkaConfig, Error> {
     let section = config.kafka.as_ref().ok_or_else(|| missing("kafka"))?;
     let mut kafka = zerolost_kafka::KafkaConfig::new(&section.brokers);
@@ -197,6 +250,7 @@ pub fn kafka_config(config: &Config) -> Result<zerolost_kafka::KafkaConfig, Erro
 }
 
 /// The `[rabbitmq]` section as client settings.
+#[cfg(feature = "rabbitmq")]
 pub fn rabbit_config(config: &Config) -> Result<zerolost_rabbitmq::RabbitConfig, Error> {
     let section = config
         .rabbitmq
@@ -216,6 +270,7 @@ pub fn rabbit_config(config: &Config) -> Result<zerolost_rabbitmq::RabbitConfig,
 }
 
 /// The `[rocketmq]` section as client settings.
+#[cfg(feature = "rocketmq")]
 pub fn rocket_config(config: &Config) -> Result<zerolost_rocketmq::RocketConfig, Error> {
     let section = config
         .rocketmq
@@ -246,12 +301,15 @@ pub async fn ledger(config: &Config) -> Result<Arc<dyn ConsumerLedger>, Error> {
         return Ok(OutboxDb::connect_inbox(inbox).await?.ledger());
     }
     if let Some(redis) = &config.redis {
+        #[cfg(feature = "redis")]
         return Ok(Arc::new(
             zerolost_redis::RedisDedupe::connect(redis.url.expose())
                 .await?
                 .with_prefix(&redis.prefix)
                 .map_err(|e| Error::Config(format!("redis.prefix: {e}")))?,
         ));
+        #[cfg(not(feature = "redis"))]
+        return Err(not_built(&format!("[redis] {}", redis.url), "redis"));
     }
     Err(Error::Config(
         "reconcile needs the consumers' ledger: an [inbox] section (SQL inbox) or [redis]".into(),

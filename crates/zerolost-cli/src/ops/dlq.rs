@@ -9,18 +9,16 @@ use zerolost_core::parking::WithParked;
 use zerolost_core::redrive::{DeadLetterMessage, DeadLetterQueue, RedriveOptions, redrive};
 use zerolost_core::{Error, MessageId};
 
-use super::connect::{kafka_config, ledger, publisher, rabbit_config, rocket_config};
-use super::{Choice, ConfigArg, to_json};
+use super::connect::{broker_not_built, ledger, publisher};
+use super::{Choice, Global, to_json};
 use crate::config::{BrokerKind, Config};
 
 /// Arguments of `zerolost dlq`.
 #[derive(Debug, Args)]
 pub struct DlqArgs {
-    #[command(flatten)]
-    config: ConfigArg,
     /// Whose DLQ: the destination the messages were consumed from (default: the config's
     /// only destination).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     destination: Option<String>,
     #[command(subcommand)]
     command: DlqCommand,
@@ -29,11 +27,7 @@ pub struct DlqArgs {
 #[derive(Debug, Subcommand)]
 enum DlqCommand {
     /// Dead letters with their reason, attempts and error.
-    List {
-        /// One JSON array instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// One dead letter: metadata, headers and payload.
     Show {
         /// Its message id.
@@ -51,9 +45,6 @@ enum DlqCommand {
         /// `[inbox]` tables) would let them swallow the copy as already finished.
         #[arg(long)]
         without_mark: bool,
-        /// One JSON object instead of the summary.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -67,15 +58,25 @@ struct Row<'a> {
 
 /// The configured broker's DLQ.
 pub(crate) async fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
+    use super::connect;
     Ok(match config.broker {
+        #[cfg(feature = "rabbitmq")]
         Some(BrokerKind::Rabbitmq) => Arc::new(zerolost_rabbitmq::RabbitDeadLetters::new(
-            rabbit_config(config)?,
+            connect::rabbit_config(config)?,
         )),
-        Some(BrokerKind::Kafka) => Arc::new(zerolost_kafka::dead_letters(&kafka_config(config)?)?),
+        #[cfg(feature = "kafka")]
+        Some(BrokerKind::Kafka) => Arc::new(zerolost_kafka::dead_letters(&connect::kafka_config(
+            config,
+        )?)?),
+        #[cfg(feature = "rocketmq")]
         Some(BrokerKind::Rocketmq) => {
             let runtime = zerolost_rocketmq::RocketRuntime::shared()?;
-            Arc::new(zerolost_rocketmq::dead_letters(&runtime, &rocket_config(config)?).await?)
+            Arc::new(
+                zerolost_rocketmq::dead_letters(&runtime, &connect::rocket_config(config)?).await?,
+            )
         }
+        #[allow(unreachable_patterns)]
+        Some(other) => return Err(broker_not_built(other)),
         None => {
             return Err(Error::Config(
                 "broker: say whose DLQ to read (\"kafka\", \"rabbitmq\" or \"rocketmq\")".into(),
@@ -101,8 +102,8 @@ fn destination(args: &DlqArgs, config: &Config) -> Result<String, Error> {
 }
 
 /// Runs a `dlq` command; `redrive` exits 1 when a chosen message was not redriven.
-pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
-    let config = args.config.load()?;
+pub async fn run(args: DlqArgs, global: &Global) -> Result<ExitCode, Error> {
+    let config = global.load()?;
     let destination = destination(&args, &config)?;
     let mut dlq = dead_letter_queue(&config).await?;
     if config.inbox.is_some() || config.redis.is_some() {
@@ -110,128 +111,161 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode, Error> {
         dlq = Arc::new(WithParked::new(dlq, ledger(&config).await?));
     }
     match args.command {
-        DlqCommand::List { json } => {
-            let messages = dlq.list(&destination).await?;
-            if json {
-                let rows: Vec<Row<'_>> = messages.iter().map(|m| row(m)).collect();
-                println!("{}", to_json(&rows)?);
-            } else if messages.is_empty() {
-                println!("the DLQ of {destination} is empty");
-            } else {
-                println!("{:<36}  {:<10}  {:>8}  error", "id", "reason", "attempts");
-                for m in &messages {
-                    let (reason, attempts, error) = m.failure.as_ref().map_or(
-                        ("?".to_owned(), String::new(), String::new()),
-                        |f| {
-                            (
-                                format!("{:?}", f.reason).to_lowercase(),
-                                f.attempts.to_string(),
-                                f.error.clone(),
-                            )
-                        },
-                    );
-                    let id =
-                        m.id.map_or_else(|| "(no id)".to_owned(), |id| id.to_string());
-                    let parked = m.parked.as_ref().map_or_else(String::new, |why| {
-                        format!(" [kept by the consumers: the DLQ refused it: {why}]")
-                    });
-                    println!("{id:<36}  {reason:<10}  {attempts:>8}  {error}{parked}");
-                }
-                println!("{} dead letter(s) of {destination}", messages.len());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DlqCommand::Show { id } => {
-            let messages = dlq.list(&destination).await?;
-            let Some(m) = messages.iter().find(|m| m.id == Some(id)) else {
-                return Err(Error::Config(format!(
-                    "{id} is not in the DLQ of {destination}"
-                )));
-            };
-            let mut value = serde_json::to_value(row(m))
-                .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?;
-            value["headers"] = serde_json::json!(m.envelope.headers);
-            value["payload"] = match std::str::from_utf8(&m.envelope.payload) {
-                Ok(text) => serde_json::json!(text),
-                Err(_) => serde_json::json!({ "bytes": m.envelope.payload.len(), "utf8": false }),
-            };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&value)
-                    .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        DlqCommand::List => list(dlq.as_ref(), &destination, global.json).await,
+        DlqCommand::Show { id } => show(dlq.as_ref(), &destination, id).await,
         DlqCommand::Redrive {
             choice,
             without_mark,
-            json,
         } => {
-            // Without the ledger the redriven copy would be suppressed as a duplicate.
-            let ledger = ledger(&config).await?;
-            let publisher = publisher(&config).await?;
-            let dry_run = choice.dry_run;
-            let options = RedriveOptions {
-                dry_run,
-                window: config.consumer.keep_for,
-                beyond_window: choice.beyond_window,
+            let request = Redrive {
+                choice,
                 without_mark,
+                json: global.json,
             };
-            let report = redrive(
-                dlq.as_ref(),
-                publisher.as_ref(),
-                ledger.as_ref(),
-                &destination,
-                &choice.selection(),
-                &options,
-            )
-            .await?;
-            if json {
-                println!("{}", to_json(&report)?);
-            } else if dry_run {
-                println!(
-                    "would redrive {} message(s) to {destination}:",
-                    report.redriven.len()
-                );
-                for id in &report.redriven {
-                    println!("  {id}");
-                }
-            } else {
-                println!(
-                    "redriven {} message(s) to {destination} (confirmed), removed {} from its DLQ",
-                    report.redriven.len(),
-                    report.removed
-                );
-                for (id, error) in &report.failed {
-                    println!("  NOT redriven {id}: {error} (still in the DLQ)");
-                }
-            }
-            for id in &report.not_found {
-                eprintln!("not in the DLQ: {id}");
-            }
-            if !json {
-                for (id, why) in &report.refused {
-                    println!("  REFUSED {id} (still in the DLQ, nothing published): {why}");
-                }
-            }
-            if report.skipped_without_id > 0 {
-                eprintln!(
-                    "{} dead letter(s) without an id were left: nothing could deduplicate them",
-                    report.skipped_without_id
-                );
-            }
-            Ok(
-                if report.failed.is_empty()
-                    && report.not_found.is_empty()
-                    && report.refused.is_empty()
-                {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                },
-            )
+            run_redrive(&config, dlq.as_ref(), &destination, request).await
         }
     }
+}
+
+/// `dlq list`: the table, or one JSON array.
+async fn list(dlq: &dyn DeadLetterQueue, destination: &str, json: bool) -> Result<ExitCode, Error> {
+    let messages = dlq.list(destination).await?;
+    if json {
+        let rows: Vec<Row<'_>> = messages.iter().map(|m| row(m)).collect();
+        println!("{}", to_json(&rows)?);
+    } else if messages.is_empty() {
+        println!("the DLQ of {destination} is empty");
+    } else {
+        println!("{:<36}  {:<10}  {:>8}  error", "id", "reason", "attempts");
+        for m in &messages {
+            let (reason, attempts, error) =
+                m.failure
+                    .as_ref()
+                    .map_or(("?".to_owned(), String::new(), String::new()), |f| {
+                        (
+                            format!("{:?}", f.reason).to_lowercase(),
+                            f.attempts.to_string(),
+                            f.error.clone(),
+                        )
+                    });
+            let id =
+                m.id.map_or_else(|| "(no id)".to_owned(), |id| id.to_string());
+            let parked = m.parked.as_ref().map_or_else(String::new, |why| {
+                format!(" [kept by the consumers: the DLQ refused it: {why}]")
+            });
+            println!("{id:<36}  {reason:<10}  {attempts:>8}  {error}{parked}");
+        }
+        println!("{} dead letter(s) of {destination}", messages.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dlq show ID`: one dead letter as JSON, with its headers and payload.
+async fn show(
+    dlq: &dyn DeadLetterQueue,
+    destination: &str,
+    id: MessageId,
+) -> Result<ExitCode, Error> {
+    let messages = dlq.list(destination).await?;
+    let Some(m) = messages.iter().find(|m| m.id == Some(id)) else {
+        return Err(Error::Config(format!(
+            "{id} is not in the DLQ of {destination}"
+        )));
+    };
+    let mut value = serde_json::to_value(row(m))
+        .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?;
+    value["headers"] = serde_json::json!(m.envelope.headers);
+    value["payload"] = match std::str::from_utf8(&m.envelope.payload) {
+        Ok(text) => serde_json::json!(text),
+        Err(_) => serde_json::json!({ "bytes": m.envelope.payload.len(), "utf8": false }),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value)
+            .map_err(|e| Error::Config(format!("cannot write JSON: {e}")))?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `dlq redrive` was asked.
+struct Redrive {
+    choice: Choice,
+    without_mark: bool,
+    json: bool,
+}
+
+/// `dlq redrive`: exit 1 when a chosen message was not redriven.
+async fn run_redrive(
+    config: &Config,
+    dlq: &dyn DeadLetterQueue,
+    destination: &str,
+    request: Redrive,
+) -> Result<ExitCode, Error> {
+    let Redrive {
+        choice,
+        without_mark,
+        json,
+    } = request;
+    // Without the ledger the redriven copy would be suppressed as a duplicate.
+    let ledger = ledger(config).await?;
+    let publisher = publisher(config).await?;
+    let dry_run = choice.dry_run;
+    let options = RedriveOptions {
+        dry_run,
+        window: config.consumer.keep_for,
+        beyond_window: choice.beyond_window,
+        without_mark,
+    };
+    let report = redrive(
+        dlq,
+        publisher.as_ref(),
+        ledger.as_ref(),
+        destination,
+        &choice.selection(),
+        &options,
+    )
+    .await?;
+    if json {
+        println!("{}", to_json(&report)?);
+    } else if dry_run {
+        println!(
+            "would redrive {} message(s) to {destination}:",
+            report.redriven.len()
+        );
+        for id in &report.redriven {
+            println!("  {id}");
+        }
+    } else {
+        println!(
+            "redriven {} message(s) to {destination} (confirmed), removed {} from its DLQ",
+            report.redriven.len(),
+            report.removed
+        );
+        for (id, error) in &report.failed {
+            println!("  NOT redriven {id}: {error} (still in the DLQ)");
+        }
+    }
+    for id in &report.not_found {
+        eprintln!("not in the DLQ: {id}");
+    }
+    if !json {
+        for (id, why) in &report.refused {
+            println!("  REFUSED {id} (still in the DLQ, nothing published): {why}");
+        }
+    }
+    if report.skipped_without_id > 0 {
+        eprintln!(
+            "{} dead letter(s) without an id were left: nothing could deduplicate them",
+            report.skipped_without_id
+        );
+    }
+    Ok(
+        if report.failed.is_empty() && report.not_found.is_empty() && report.refused.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }
 
 fn row(message: &DeadLetterMessage) -> Row<'_> {

@@ -7,19 +7,19 @@ use clap::Args;
 use serde::Serialize;
 use zerolost_core::{Error, Finding, Severity};
 
-use super::ConfigArg;
-use super::connect::{OutboxDb, kafka_config, rabbit_config, rocket_config};
+use super::Global;
+use super::connect::OutboxDb;
+#[cfg(feature = "kafka")]
+use super::connect::kafka_config;
+#[cfg(feature = "rabbitmq")]
+use super::connect::rabbit_config;
+#[cfg(feature = "rocketmq")]
+use super::connect::rocket_config;
 use crate::config::Config;
 
 /// Arguments of `zerolost doctor`.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-    /// One JSON object instead of the table.
-    #[arg(long)]
-    json: bool,
-}
+pub struct DoctorArgs {}
 
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,14 +87,26 @@ struct Report {
 }
 
 /// Runs every check; exit 1 on an unsafe finding or an unreachable service.
-pub async fn run(args: DoctorArgs) -> Result<ExitCode, Error> {
-    let config = args.config.load()?;
+pub async fn run(_args: DoctorArgs, global: &Global) -> Result<ExitCode, Error> {
+    let config = global.load()?;
     let mut checks = Vec::new();
     check_outbox(&config, &mut checks).await;
+    #[cfg(feature = "redis")]
     check_redis(&config, &mut checks).await;
+    #[cfg(not(feature = "redis"))]
+    left_out(config.redis.is_some(), "redis", &mut checks);
+    #[cfg(feature = "kafka")]
     check_kafka(&config, &mut checks).await;
+    #[cfg(not(feature = "kafka"))]
+    left_out(config.kafka.is_some(), "kafka", &mut checks);
+    #[cfg(feature = "rabbitmq")]
     check_rabbitmq(&config, &mut checks).await;
+    #[cfg(not(feature = "rabbitmq"))]
+    left_out(config.rabbitmq.is_some(), "rabbitmq", &mut checks);
+    #[cfg(feature = "rocketmq")]
     check_rocketmq(&config, &mut checks).await;
+    #[cfg(not(feature = "rocketmq"))]
+    left_out(config.rocketmq.is_some(), "rocketmq", &mut checks);
     if checks.is_empty() {
         return Err(Error::Config(
             "nothing to check: the config names no [outbox], [redis], [kafka], [rabbitmq] or [rocketmq]"
@@ -105,7 +117,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode, Error> {
         .iter()
         .all(|c| matches!(c.status, Status::Ok | Status::Advice));
     let report = Report { ok, checks };
-    if args.json {
+    if global.json {
         println!("{}", super::to_json(&report)?);
     } else {
         print_table(&report);
@@ -188,6 +200,21 @@ async fn check_outbox(config: &Config, checks: &mut Vec<Check>) {
     }
 }
 
+/// A configured section this build cannot check: unsafe, since nothing vouches for it.
+#[allow(dead_code)]
+fn left_out(configured: bool, feature: &str, checks: &mut Vec<Check>) {
+    if configured {
+        checks.push(Check::new(
+            feature,
+            "built in",
+            Status::Unsafe,
+            super::not_built(&format!("[{feature}]"), feature).to_string(),
+            format!("use a zerolost built with the `{feature}` feature"),
+        ));
+    }
+}
+
+#[cfg(feature = "redis")]
 async fn check_redis(config: &Config, checks: &mut Vec<Check>) {
     let Some(section) = &config.redis else {
         return;
@@ -205,6 +232,7 @@ async fn check_redis(config: &Config, checks: &mut Vec<Check>) {
 }
 
 /// Adds the client-settings check; `None` when the settings are refused.
+#[allow(dead_code)]
 fn settings<T>(target: &str, built: Result<T, Error>, checks: &mut Vec<Check>) -> Option<T> {
     match built {
         Ok(config) => {
@@ -224,6 +252,7 @@ fn settings<T>(target: &str, built: Result<T, Error>, checks: &mut Vec<Check>) -
     }
 }
 
+#[allow(dead_code)]
 fn audit_result(
     target: &str,
     destination: &str,
@@ -250,6 +279,7 @@ fn audit_result(
     }
 }
 
+#[cfg(feature = "kafka")]
 async fn check_kafka(config: &Config, checks: &mut Vec<Check>) {
     let Some(section) = &config.kafka else {
         return;
@@ -277,6 +307,7 @@ async fn check_kafka(config: &Config, checks: &mut Vec<Check>) {
     }
 }
 
+#[cfg(feature = "rabbitmq")]
 async fn check_rabbitmq(config: &Config, checks: &mut Vec<Check>) {
     let Some(section) = &config.rabbitmq else {
         return;
@@ -320,6 +351,7 @@ async fn check_rabbitmq(config: &Config, checks: &mut Vec<Check>) {
     }
 }
 
+#[cfg(feature = "rocketmq")]
 async fn check_rocketmq(config: &Config, checks: &mut Vec<Check>) {
     let Some(section) = &config.rocketmq else {
         return;

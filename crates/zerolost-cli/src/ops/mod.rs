@@ -1,4 +1,5 @@
-//! The operator commands: `relay`, `doctor`, `outbox`, (and their shared pieces).
+//! The operator commands: `relay`, `doctor`, `dlq`, `outbox`, `reconcile`, `migrate`, and
+//! their shared pieces.
 
 pub mod connect;
 pub mod dlq;
@@ -16,16 +17,20 @@ use zerolost_core::{Error, MessageId};
 
 use crate::config::Config;
 
-/// `--config`, shared by the operator commands.
-#[derive(Debug, Args)]
-pub struct ConfigArg {
+/// The options every operator command takes, before or after the command's name
+/// (`zerolost --json outbox stats` and `zerolost outbox stats --json` are the same).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
     /// The config file; default `zerolost.toml` when it exists, else only the
     /// `ZEROLOST_<SECTION>__<KEY>` environment.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+    /// One JSON value instead of the table, for commands that print a result.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
-impl ConfigArg {
+impl Global {
     /// Loads the named file (which must exist), or `./zerolost.toml` if present.
     pub fn load(&self) -> Result<Config, Error> {
         let default = PathBuf::from("zerolost.toml");
@@ -66,6 +71,14 @@ impl Choice {
             Selection::Ids(self.ids.clone())
         }
     }
+}
+
+/// The error for a part of the config this build left out: which cargo feature brings it.
+pub fn not_built(what: &str, feature: &str) -> Error {
+    Error::Config(format!(
+        "{what}: this zerolost was built without it; build it with the `{feature}` feature \
+         (cargo install zerolost-cli --features {feature}, or the default features)"
+    ))
 }
 
 /// One line of JSON.

@@ -7,13 +7,11 @@ use serde::Serialize;
 use zerolost_core::{Error, MessageId, OutboxEntry, OutboxStatus};
 
 use super::connect::OutboxDb;
-use super::{Choice, ConfigArg, to_json};
+use super::{Choice, Global, to_json};
 
 /// Arguments of `zerolost outbox`.
 #[derive(Debug, Args)]
 pub struct OutboxArgs {
-    #[command(flatten)]
-    config: ConfigArg,
     #[command(subcommand)]
     command: OutboxCommand,
 }
@@ -21,11 +19,7 @@ pub struct OutboxArgs {
 #[derive(Debug, Subcommand)]
 enum OutboxCommand {
     /// Rows by state, leased rows, and the oldest pending row's age.
-    Stats {
-        /// One JSON object instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Stats,
     /// Parked rows (those the relay gave up on) and their reasons.
     Park {
         #[command(subcommand)]
@@ -42,9 +36,6 @@ enum ParkCommand {
         /// At most this many rows.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// One JSON array instead of the table.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -59,12 +50,13 @@ struct Stats {
 }
 
 /// Runs an `outbox` command.
-pub async fn run(args: OutboxArgs) -> Result<ExitCode, Error> {
-    let config = args.config.load()?;
+pub async fn run(args: OutboxArgs, global: &Global) -> Result<ExitCode, Error> {
+    let config = global.load()?;
+    let json = global.json;
     let db = OutboxDb::connect(config.outbox()?).await?;
     let outbox = db.outbox();
     match args.command {
-        OutboxCommand::Stats { json } => {
+        OutboxCommand::Stats => {
             let counts = outbox.counts().await?;
             let stats = Stats {
                 pending: counts.pending,
@@ -90,7 +82,7 @@ pub async fn run(args: OutboxArgs) -> Result<ExitCode, Error> {
             Ok(ExitCode::SUCCESS)
         }
         OutboxCommand::Park {
-            command: ParkCommand::List { limit, json },
+            command: ParkCommand::List { limit },
         } => {
             let parked = parked_rows(&outbox).await?;
             let shown: Vec<&OutboxEntry> = parked.iter().take(limit).collect();

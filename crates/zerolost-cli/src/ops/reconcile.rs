@@ -9,14 +9,12 @@ use clap::Args;
 use serde::Serialize;
 use zerolost_core::{Error, ReconcileReport, Reconciler};
 
-use super::ConfigArg;
+use super::Global;
 use super::connect::{OutboxDb, ledger};
 
 /// Arguments of `zerolost reconcile`.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    #[command(flatten)]
-    config: ConfigArg,
     /// Only messages created at or after this time (RFC 3339, e.g. 2026-11-26T00:00:00Z),
     /// or this long ago (e.g. 24h). Default: the consumers' window (`[consumer] keep_for`,
     /// 24h), the span their ledger vouches for; older messages are reported "beyond the
@@ -37,9 +35,6 @@ pub struct ReconcileArgs {
     /// the source article's threshold).
     #[arg(long, default_value_t = 1000)]
     max_repair: usize,
-    /// One JSON object instead of the table.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `reconcile --json`.
@@ -70,8 +65,8 @@ fn since(text: &str) -> Result<DateTime<Utc>, Error> {
 }
 
 /// Reconciles; exit 1 when anything is missing, 3 when a repair was refused as too large.
-pub async fn run(args: ReconcileArgs) -> Result<ExitCode, Error> {
-    let config = args.config.load()?;
+pub async fn run(args: ReconcileArgs, global: &Global) -> Result<ExitCode, Error> {
+    let config = global.load()?;
     let window = config.consumer.keep_for;
     let since = match args.since.as_deref() {
         Some(text) => since(text)?,
@@ -96,7 +91,7 @@ pub async fn run(args: ReconcileArgs) -> Result<ExitCode, Error> {
     } else {
         (0, 0)
     };
-    if args.json {
+    if global.json {
         let output = Output {
             report: &report,
             lost,

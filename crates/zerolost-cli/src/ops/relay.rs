@@ -17,15 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use zerolost_core::{Error, OutboxStore, Relay, telemetry};
 
-use super::ConfigArg;
+use super::Global;
 use super::connect::{OutboxDb, patiently, publisher};
 
-/// Arguments of `zerolost relay`.
+/// Arguments of `zerolost relay` (the config comes from `--config`).
 #[derive(Debug, Args)]
-pub struct RelayArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-}
+pub struct RelayArgs {}
 
 /// What `/healthz` reports: the outbox answered recently and the relay is not stopping.
 #[derive(Default)]
@@ -36,8 +33,8 @@ struct Health {
 }
 
 /// Runs the relay until SIGTERM / SIGINT.
-pub async fn run(args: RelayArgs) -> Result<ExitCode, Error> {
-    let config = args.config.load()?;
+pub async fn run(_args: RelayArgs, global: &Global) -> Result<ExitCode, Error> {
+    let config = global.load()?;
     let section = config.outbox()?;
     let patience = config.relay.startup_patience;
     let db = patiently("the outbox", patience, || OutboxDb::connect(section)).await?;

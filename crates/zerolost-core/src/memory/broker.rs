@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
-use super::{FaultInjector, FaultKind, lock};
+use super::faults::{FaultInjector, FaultKind};
+use super::state::lock;
 use crate::{
     Acknowledger, Delivery, Envelope, Error, Incoming, MessageId, Publisher, Receipt, Subscriber,
 };

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::{Clock, FaultInjector, FaultKind, lock};
+use super::faults::{FaultInjector, FaultKind};
+use super::state::{Clock, lock};
 use crate::parking::ParkedDeadLetter;
 use crate::{
     Claim, ClaimToken, ConsumerLedger, DedupeStore, Error, FailureRecord, MessageId, Outcome,

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::lock;
+use super::state::lock;
 
 /// The kinds of fault the in-memory backend injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Clock, lock};
+use super::state::{Clock, lock};
 use crate::{
     Envelope, Error, Lease, MessageId, OutboxEntry, OutboxRecord, OutboxStatus, OutboxStore,
     Snapshot,

@@ -17,16 +17,12 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use super::claim_keeper::{ClaimKeeper, Loss};
 use super::retry::{Stopped, after_grace, retry_until, sleep_or_stop};
 use super::stage::{self, Board};
-use crate::parking::ParkedDeadLetter;
+use crate::dedupe::{DEFAULT_KEEP_FOR, ParkedDeadLetter};
 use crate::{
     Backoff, Claim, ClaimToken, DeadLetterReason, DeadLetterSink, DedupeStore, Delivery, Envelope,
     Error, Failure, Handler, HandlerContext, HandlerError, IdExtractor, MessageId, Outcome,
     Subscriber,
 };
-
-/// How long processed marks are kept by default (the source article's 24 h): the
-/// consumer's `keep_for`, and the window the reconciler and a redrive assume unless told.
-pub(crate) const DEFAULT_KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a DLQ without a route is tried again before the dead letter is kept in the
 /// dedupe store as refused: long enough for a restarted broker to register its routes.

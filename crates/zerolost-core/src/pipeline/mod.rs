@@ -7,7 +7,6 @@ mod relay;
 mod retry;
 mod stage;
 
-pub(crate) use consumer::DEFAULT_KEEP_FOR;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerTotals, Disposition};
 pub use reconcile::{CountView, ParkedMessage, ReconcileReport, Reconciler};
 pub use relay::{Relay, RelayConfig, RelayRound, RelayTotals};

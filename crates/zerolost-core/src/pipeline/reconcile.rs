@@ -110,7 +110,7 @@ impl Reconciler {
             outbox: Arc::new(outbox),
             ledger: Arc::new(ledger),
             grace: Duration::from_secs(300),
-            window: super::consumer::DEFAULT_KEEP_FOR,
+            window: crate::dedupe::DEFAULT_KEEP_FOR,
         }
     }
 

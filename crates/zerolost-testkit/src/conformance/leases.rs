@@ -13,7 +13,7 @@ use zerolost_core::{
     MessageId, Outcome, Publisher,
 };
 
-use super::{Running, claim_fresh, eventually, ok, test_consumer_config};
+use super::support::{Running, claim_fresh, eventually, ok, test_consumer_config};
 use crate::{Backend, EffectLog, Stores, SwitchableDedupe};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -10,7 +10,7 @@ use zerolost_core::{
     Receipt,
 };
 
-use super::{Running, eventually, ok, test_consumer_config};
+use super::support::{Running, eventually, ok, test_consumer_config};
 use crate::{Backend, RecordingHandler, Stores};
 
 /// A DLQ that refuses every message for good, as a Kafka topic refuses a record over its

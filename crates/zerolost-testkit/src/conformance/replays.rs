@@ -6,7 +6,7 @@ use std::time::Duration;
 use zerolost_core::redrive::{RedriveOptions, Selection, redrive};
 use zerolost_core::{ConsumerConfig, Envelope, OutboxStatus, Reconciler, Relay};
 
-use super::{
+use super::support::{
     Running, eventually, ok, relay_until_settled, test_consumer_config, test_relay_config,
 };
 use crate::{Backend, RecordingHandler, Stores};

@@ -96,8 +96,10 @@ fn binary_and_args(line: &str) -> Option<(&'static str, Vec<String>)> {
     let words = shell_words(line);
     let (first, rest) = words.split_first()?;
     let binary = match first.as_str() {
-        "zerolost" | "./target/release/zerolost" => "zerolost",
-        "zerolost-lab" | "./target/release/zerolost-lab" => "zerolost-lab",
+        "zerolost" | "./target/release/zerolost" | "./target/ci/zerolost" => "zerolost",
+        "zerolost-lab" | "./target/release/zerolost-lab" | "./target/ci/zerolost-lab" => {
+            "zerolost-lab"
+        }
         "cargo" if rest.first().is_some_and(|w| w == "run") => {
             let package = rest.iter().position(|w| w == "-p").map(|i| &rest[i + 1])?;
             let args = rest.iter().position(|w| w == "--")?;

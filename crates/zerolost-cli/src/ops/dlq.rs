@@ -11,7 +11,7 @@ use zerolost_core::{Error, MessageId};
 
 use super::connect::{broker_not_built, ledger, publisher};
 use super::{Choice, Global, to_json};
-use crate::config::{BrokerKind, Config};
+use crate::config::Config;
 
 /// Arguments of `zerolost dlq`.
 #[derive(Debug, Args)]
@@ -57,8 +57,14 @@ struct Row<'a> {
 }
 
 /// The configured broker's DLQ.
+// Without any broker only the "not built" arm is left.
+#[cfg_attr(
+    not(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq")),
+    allow(unreachable_code)
+)]
 pub(crate) async fn dead_letter_queue(config: &Config) -> Result<Arc<dyn DeadLetterQueue>, Error> {
-    use super::connect;
+    #[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
+    use {super::connect, crate::config::BrokerKind};
     Ok(match config.broker {
         #[cfg(feature = "rabbitmq")]
         Some(BrokerKind::Rabbitmq) => Arc::new(zerolost_rabbitmq::RabbitDeadLetters::new(

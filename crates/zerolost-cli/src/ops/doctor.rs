@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde::Serialize;
-use zerolost_core::{Error, Finding, Severity};
+use zerolost_core::Error;
+#[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
+use zerolost_core::{Finding, Severity};
 
 use super::Global;
 use super::connect::OutboxDb;
@@ -64,6 +66,7 @@ impl Check {
     fn error(target: &str, check: &str, error: &Error, fix: &str) -> Self {
         Self::new(target, check, Status::Error, error.to_string(), fix)
     }
+    #[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
     fn finding(target: &str, finding: Finding) -> Self {
         let status = match finding.severity {
             Severity::Unsafe => Status::Unsafe,
@@ -201,7 +204,12 @@ async fn check_outbox(config: &Config, checks: &mut Vec<Check>) {
 }
 
 /// A configured section this build cannot check: unsafe, since nothing vouches for it.
-#[allow(dead_code)]
+#[cfg(not(all(
+    feature = "redis",
+    feature = "kafka",
+    feature = "rabbitmq",
+    feature = "rocketmq"
+)))]
 fn left_out(configured: bool, feature: &str, checks: &mut Vec<Check>) {
     if configured {
         checks.push(Check::new(
@@ -232,7 +240,7 @@ async fn check_redis(config: &Config, checks: &mut Vec<Check>) {
 }
 
 /// Adds the client-settings check; `None` when the settings are refused.
-#[allow(dead_code)]
+#[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
 fn settings<T>(target: &str, built: Result<T, Error>, checks: &mut Vec<Check>) -> Option<T> {
     match built {
         Ok(config) => {
@@ -252,7 +260,7 @@ fn settings<T>(target: &str, built: Result<T, Error>, checks: &mut Vec<Check>) -
     }
 }
 
-#[allow(dead_code)]
+#[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
 fn audit_result(
     target: &str,
     destination: &str,

@@ -9,22 +9,18 @@
 
 use std::sync::{Arc, Mutex};
 
-#[cfg(feature = "sqlite")]
-use sqlx::SqlitePool;
+use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-#[cfg(feature = "sqlite")]
 use crate::SqlError;
-use crate::dialect::ClaimState;
-#[cfg(feature = "sqlite")]
-use crate::dialect::Statements;
+use crate::driver::{ClaimState, Driver};
+use crate::exec::{complete_on, execute};
+use crate::statements::Statements;
 
-#[cfg(feature = "sqlite")]
 /// Most operations applied in one transaction.
 const MAX_GROUP: usize = 256;
 
 /// One write waiting for the group's commit.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 enum Op {
     Claim {
         token: zerolost_core::ClaimToken,
@@ -39,10 +35,9 @@ enum Op {
     },
 }
 
-/// The inbox's writer task, started on first use (and again if its runtime went away).
+/// The SQLite inbox's writer task, started on first use (and again if its runtime went away).
 #[derive(Clone, Default)]
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
-pub(crate) struct GroupCommit {
+pub struct GroupCommit {
     writer: Arc<Mutex<Option<mpsc::UnboundedSender<Op>>>>,
 }
 
@@ -52,12 +47,10 @@ impl std::fmt::Debug for GroupCommit {
     }
 }
 
-#[cfg(feature = "sqlite")]
 fn closed() -> zerolost_core::Error {
     zerolost_core::Error::unavailable("sqlite", "the inbox's writer task stopped")
 }
 
-#[cfg(feature = "sqlite")]
 impl GroupCommit {
     fn send(&self, pool: &SqlitePool, sql: &Arc<Statements>, op: Op) -> Result<(), Op> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,7 +105,6 @@ impl GroupCommit {
     }
 }
 
-#[cfg(feature = "sqlite")]
 /// Takes what is waiting, applies it in one transaction, answers after the commit; ends
 /// when every inbox handle is gone.
 async fn run(pool: SqlitePool, sql: Arc<Statements>, mut ops: mpsc::UnboundedReceiver<Op>) {
@@ -128,7 +120,6 @@ async fn run(pool: SqlitePool, sql: Arc<Statements>, mut ops: mpsc::UnboundedRec
     }
 }
 
-#[cfg(feature = "sqlite")]
 /// The answer of one operation, held until the commit.
 enum Answer {
     Claim(
@@ -141,18 +132,16 @@ enum Answer {
     ),
 }
 
-#[cfg(feature = "sqlite")]
 fn db_error(operation: &'static str, e: sqlx::Error) -> zerolost_core::Error {
     SqlError::db("SQLite", operation)(e).into()
 }
 
-#[cfg(feature = "sqlite")]
 async fn apply(pool: &SqlitePool, sql: &Statements, group: Vec<Op>) {
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => return fail_all(group, &db_error("group commit", e)),
     };
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    if let Err(e) = execute::<Sqlite>(&mut conn, "BEGIN IMMEDIATE", &[]).await {
         return fail_all(group, &db_error("group commit", e));
     }
     let mut answers = Vec::with_capacity(group.len());
@@ -164,7 +153,7 @@ async fn apply(pool: &SqlitePool, sql: &Statements, group: Vec<Op>) {
                 reply,
             } => Answer::Claim(
                 reply,
-                crate::sqlite::db_claim(&mut conn, sql, &token, lease_ms)
+                <Sqlite as Driver>::claim_on(&mut conn, sql, &token, lease_ms)
                     .await
                     .map_err(|e| db_error("claim", e)),
             ),
@@ -175,11 +164,11 @@ async fn apply(pool: &SqlitePool, sql: &Statements, group: Vec<Op>) {
                 reply,
             } => Answer::Complete(
                 reply,
-                crate::sqlite::db_complete(&mut conn, sql, &token, outcome, keep_for).await,
+                complete_on::<Sqlite>(&mut conn, sql, &token, outcome, keep_for).await,
             ),
         });
     }
-    match sqlx::query("COMMIT").execute(&mut *conn).await {
+    match execute::<Sqlite>(&mut conn, "COMMIT", &[]).await {
         Ok(_) => {
             for answer in answers {
                 match answer {
@@ -191,7 +180,7 @@ async fn apply(pool: &SqlitePool, sql: &Statements, group: Vec<Op>) {
         Err(e) => {
             let error = db_error("group commit", e);
             // Leave no transaction open on a connection going back to the pool.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = execute::<Sqlite>(&mut conn, "ROLLBACK", &[]).await;
             for answer in answers {
                 match answer {
                     Answer::Claim(reply, _) => drop(reply.send(Err(copy(&error)))),
@@ -202,13 +191,11 @@ async fn apply(pool: &SqlitePool, sql: &Statements, group: Vec<Op>) {
     }
 }
 
-#[cfg(feature = "sqlite")]
 /// One error for each caller of a group that failed as a whole, classified alike.
 fn copy(error: &zerolost_core::Error) -> zerolost_core::Error {
     zerolost_core::Error::backend("sqlite", error.is_retryable(), error.to_string())
 }
 
-#[cfg(feature = "sqlite")]
 fn fail_all(group: Vec<Op>, error: &zerolost_core::Error) {
     for op in group {
         match op {

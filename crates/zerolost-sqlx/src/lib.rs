@@ -14,16 +14,28 @@
 //! milliseconds from the database's clock, so relays on several hosts share one clock.
 //!
 //! One store type per database, behind a feature: [`PgStore`] (`postgres`),
-//! [`MySqlStore`] (`mysql`), [`SqliteStore`] (`sqlite`).
+//! [`MySqlStore`] (`mysql`), [`SqliteStore`] (`sqlite`). The stores are written once over
+//! the sealed [`Dialect`] trait, which sqlx's `Postgres`, `MySql` and `Sqlite` implement
+//! in `postgres.rs`, `mysql.rs` and `sqlite.rs`, each with its own statements and hooks
+//! (lease, claim, id lists), like sqlx's own driver crates.
 #![warn(missing_docs)]
 
-mod dialect;
+mod driver;
 mod error;
-mod group;
+mod exec;
+mod inbox;
+mod ledger;
+mod outbox;
+mod params;
 mod rows;
+mod schema;
+mod statements;
 mod store;
 mod tables;
 mod transactional;
+
+#[cfg(feature = "sqlite")]
+mod group;
 
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -34,8 +46,12 @@ mod sqlite;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use driver::Dialect;
 pub use error::SqlError;
-pub use store::{Purged, Retention, SqlInbox, SqlOutbox, SqlStore, begin_error};
+pub use inbox::SqlInbox;
+pub use outbox::SqlOutbox;
+pub use statements::Migration;
+pub use store::{Purged, Retention, SqlStore, begin_error};
 pub use tables::Tables;
 pub use transactional::{InTransaction, TransactionalHandler};
 

@@ -11,6 +11,7 @@ use zerolost_core::{
 };
 
 use crate::SqlError;
+use crate::params::Columns;
 
 /// Outbox status codes.
 pub(crate) const PENDING: i16 = 0;
@@ -68,17 +69,30 @@ impl<'a> NewRow<'a> {
 }
 
 /// A leased row as read back.
-pub(crate) struct LeasedRow {
-    pub(crate) id: Uuid,
-    pub(crate) destination: String,
-    pub(crate) key: Option<String>,
-    pub(crate) headers: String,
-    pub(crate) payload: Vec<u8>,
-    pub(crate) attempts: i32,
-    pub(crate) created_at: i64,
+pub struct LeasedRow {
+    pub id: Uuid,
+    pub destination: String,
+    pub key: Option<String>,
+    pub headers: String,
+    pub payload: Vec<u8>,
+    pub attempts: i32,
+    pub created_at: i64,
 }
 
 impl LeasedRow {
+    /// Reads a leased row (the [`RECORD_COLUMNS`](crate::statements::RECORD_COLUMNS)).
+    pub(crate) fn read(row: &impl Columns) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.uuid("id")?,
+            destination: row.text("destination")?,
+            key: row.opt_text("msg_key")?,
+            headers: row.text("headers")?,
+            payload: row.bytes("payload")?,
+            attempts: row.int32("attempts")?,
+            created_at: row.int("created_at")?,
+        })
+    }
+
     pub(crate) fn into_record(self, token: Uuid) -> Result<OutboxRecord, SqlError> {
         let headers: BTreeMap<String, String> =
             serde_json::from_str(&self.headers).map_err(|e| SqlError::Corrupt {
@@ -118,6 +132,21 @@ pub(crate) struct EntryRow {
 }
 
 impl EntryRow {
+    /// Reads a snapshot row.
+    pub(crate) fn read(row: &impl Columns) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.uuid("id")?,
+            destination: row.text("destination")?,
+            status: row.int16("status")?,
+            attempts: row.int32("attempts")?,
+            lease_expires_at: row.opt_int("lease_expires_at")?,
+            last_error: row.opt_text("last_error")?,
+            created_at: row.int("created_at")?,
+            published_at: row.opt_int("published_at")?,
+            now: row.int("now_ms")?,
+        })
+    }
+
     pub(crate) fn into_entry(self) -> Result<OutboxEntry, SqlError> {
         let status = match self.status {
             PENDING => OutboxStatus::Pending,
@@ -177,10 +206,16 @@ pub(crate) fn failure_record(
     })
 }
 
-/// Outbox counts from `(status, rows, leased rows, oldest created_at)` groups.
-pub(crate) fn counts(rows: &[(i16, i64, i64, Option<i64>)]) -> zerolost_core::OutboxCounts {
+/// Outbox counts from rows of `(status, n, leased, oldest)` groups.
+pub(crate) fn counts<R: Columns>(rows: &[R]) -> Result<zerolost_core::OutboxCounts, sqlx::Error> {
     let mut counts = zerolost_core::OutboxCounts::default();
-    for &(status, n, leased, oldest) in rows {
+    for row in rows {
+        let (status, n, leased, oldest) = (
+            row.int16("status")?,
+            row.int("n")?,
+            row.int("leased")?,
+            row.opt_int("oldest")?,
+        );
         let n = usize::try_from(n).unwrap_or(0);
         match status {
             PENDING => {
@@ -193,7 +228,7 @@ pub(crate) fn counts(rows: &[(i16, i64, i64, Option<i64>)]) -> zerolost_core::Ou
             _ => {}
         }
     }
-    counts
+    Ok(counts)
 }
 
 /// A parked dead letter as stored: the envelope's columns plus the failure (JSON), the
@@ -206,6 +241,24 @@ pub(crate) struct ParkedRow {
 }
 
 impl ParkedRow {
+    /// Reads a parked dead letter.
+    pub(crate) fn read(row: &impl Columns) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            message: LeasedRow {
+                id: row.uuid("id")?,
+                destination: row.text("destination")?,
+                key: row.opt_text("msg_key")?,
+                headers: row.text("headers")?,
+                payload: row.bytes("payload")?,
+                attempts: 0,
+                created_at: row.int("created_at")?,
+            },
+            failure: row.text("failure")?,
+            refused: row.text("refused")?,
+            parked_at: row.int("parked_at")?,
+        })
+    }
+
     pub(crate) fn from_parked(
         parked: &zerolost_core::parking::ParkedDeadLetter,
     ) -> Result<Self, SqlError> {

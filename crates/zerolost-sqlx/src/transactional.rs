@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Database;
-use zerolost_core::{Envelope, HandlerError};
+use zerolost_core::{Envelope, Error as CoreError, Handler, HandlerContext, HandlerError, Outcome};
 
-use crate::SqlInbox;
+use crate::driver::{Dialect, db_err};
+use crate::inbox::SqlInbox;
 
 /// A handler that writes through the consumer's SQL transaction. Its writes and the
 /// inbox's processed mark commit together: a crash between "effect" and "mark" cannot
@@ -47,13 +48,13 @@ pub trait TransactionalHandler<DB: Database>: Send + Sync {
 /// consumer: it opens a transaction, marks the consumer's claim processed in the inbox,
 /// runs the handler on that transaction, then commits. Use it with the same
 /// [`SqlInbox`] as the consumer's dedupe store.
-pub struct InTransaction<DB: Database, H> {
+pub struct InTransaction<DB: Dialect, H> {
     pub(crate) inbox: SqlInbox<DB>,
     pub(crate) handler: H,
     pub(crate) keep_for: Duration,
 }
 
-impl<DB: Database, H> InTransaction<DB, H> {
+impl<DB: Dialect, H> InTransaction<DB, H> {
     /// Wraps `handler`; the inbox must be the consumer's dedupe store.
     pub fn new(inbox: SqlInbox<DB>, handler: H) -> Self {
         Self {
@@ -68,5 +69,36 @@ impl<DB: Database, H> InTransaction<DB, H> {
     pub fn keep_for(mut self, keep_for: Duration) -> Self {
         self.keep_for = keep_for;
         self
+    }
+}
+
+#[async_trait]
+impl<DB: Dialect, H: TransactionalHandler<DB>> Handler for InTransaction<DB, H> {
+    async fn handle(&self, _envelope: &Envelope) -> Result<(), HandlerError> {
+        Err(HandlerError::permanent(
+            "InTransaction needs the consumer's claim: run it inside a zerolost Consumer",
+        ))
+    }
+
+    /// Opens the transaction and marks the claim in it (a lost claim or a failing inbox is
+    /// an interruption, not an attempt), runs the handler, commits (a failed commit counts
+    /// as an attempt: it carries the handler's writes).
+    async fn handle_claimed(
+        &self,
+        envelope: &Envelope,
+        context: &HandlerContext,
+    ) -> Result<(), HandlerError> {
+        let interrupted =
+            |e| HandlerError::interrupted(CoreError::from(db_err::<DB>("handler transaction")(e)));
+        let mut tx = self.inbox.pool.begin().await.map_err(interrupted)?;
+        self.inbox
+            .complete_in(&mut tx, context.claim(), Outcome::Processed, self.keep_for)
+            .await
+            // LeaseLost: another consumer holds the message now; its outcome wins.
+            .map_err(HandlerError::interrupted)?;
+        self.handler.handle(envelope, &mut tx).await?;
+        tx.commit()
+            .await
+            .map_err(|e| HandlerError::from(CoreError::from(db_err::<DB>("handler commit")(e))))
     }
 }

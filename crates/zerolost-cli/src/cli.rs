@@ -29,6 +29,10 @@ enum Command {
     Dlq(ops::dlq::DlqArgs),
     /// Outbox rows: `stats`, `park list`, `unpark`.
     Outbox(ops::outbox::OutboxArgs),
+    /// Create or upgrade the tables of the `[outbox]` and `[inbox]` databases (the relay
+    /// does it at start unless `outbox.migrate = false`); `--print` shows the SQL and
+    /// connects to nothing.
+    Migrate(ops::migrate::MigrateArgs),
     /// Reconcile the outbox with the consumers' ledger by id (exit 1 when anything is
     /// missing); `--repair` re-sends the missing.
     Reconcile(ops::reconcile::ReconcileArgs),
@@ -52,6 +56,7 @@ impl Cli {
             Command::Outbox(args) => ops::outbox::run(args, global).await,
             Command::Dlq(args) => ops::dlq::run(args, global).await,
             Command::Reconcile(args) => ops::reconcile::run(args, global).await,
+            Command::Migrate(args) => ops::migrate::run(args, global).await,
         }
     }
 }
@@ -80,6 +85,8 @@ mod tests {
             "zerolost relay --config zerolost.toml",
             "zerolost doctor --json -c x.toml",
             "zerolost outbox park list --limit 5 --json",
+            "zerolost migrate --print -c x.toml",
+            "zerolost migrate --json",
         ] {
             let parsed = Cli::try_parse_from(line.split_whitespace());
             assert!(parsed.is_ok(), "{line}: {}", parsed.unwrap_err());

@@ -14,7 +14,7 @@ use zerolost_core::{ClaimToken, Error as CoreError, Outcome};
 
 use crate::params::{Columns, Params};
 use crate::rows::LeasedRow;
-use crate::statements::{Names, Own, Script, Statements, Syntax};
+use crate::statements::{History, Names, Own, Script, Statements, Syntax};
 use crate::{SqlError, Tables};
 
 /// A database zerolost's SQL stores run on: sqlx's `Postgres` (feature `postgres`),
@@ -47,6 +47,8 @@ pub trait Driver:
     const SYNTAX: Syntax;
     /// The migrations, oldest first.
     const MIGRATIONS: &'static [Script];
+    /// How sqlx's migration history table is spelled here.
+    const HISTORY: History;
     /// What every inbox of one store shares (SQLite: its group-commit writer).
     type InboxShared: Clone + Default + Send + Sync + 'static;
 

@@ -15,7 +15,9 @@ use crate::driver::{ClaimState, Dialect, Driver};
 use crate::exec::{claim_direct, complete_direct, execute, fetch_all, fetch_optional};
 use crate::params::{Columns, Param};
 use crate::rows::{LeasedRow, PROCESSED};
-use crate::statements::{Names, Own, PARK_COLUMNS, RECORD_COLUMNS, Script, Statements, Syntax};
+use crate::statements::{
+    History, Names, Own, PARK_COLUMNS, RECORD_COLUMNS, Script, Statements, Syntax,
+};
 
 /// The MySQL/MariaDB store.
 pub type MySqlStore = crate::SqlStore<MySql>;
@@ -51,6 +53,11 @@ impl Driver for MySql {
             template: include_str!("migrations/mysql/0003_parked_dead_letters.sql"),
         },
     ];
+    const HISTORY: History = History {
+        installed_on: "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
+        binary: "BLOB",
+        hex: ("X'", "'"),
+    };
     type InboxShared = ();
 
     fn own_statements(n: &Names) -> Own {

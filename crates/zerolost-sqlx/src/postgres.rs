@@ -15,7 +15,9 @@ use crate::driver::{ClaimState, Dialect, Driver};
 use crate::exec::{claim_direct, complete_direct, fetch_all, upsert_claim};
 use crate::params::Param;
 use crate::rows::LeasedRow;
-use crate::statements::{Names, Own, PARK_COLUMNS, RECORD_COLUMNS, Script, Statements, Syntax};
+use crate::statements::{
+    History, Names, Own, PARK_COLUMNS, RECORD_COLUMNS, Script, Statements, Syntax,
+};
 
 /// The PostgreSQL store.
 pub type PgStore = crate::SqlStore<Postgres>;
@@ -56,6 +58,11 @@ impl Driver for Postgres {
             template: include_str!("migrations/postgres/0004_parked_dead_letters.sql"),
         },
     ];
+    const HISTORY: History = History {
+        installed_on: "TIMESTAMPTZ NOT NULL DEFAULT now()",
+        binary: "BYTEA",
+        hex: ("decode('", "', 'hex')"),
+    };
     type InboxShared = ();
 
     fn own_statements(n: &Names) -> Own {

@@ -4,12 +4,12 @@
 use sqlx::migrate::{Migration as SqlxMigration, MigrationType, Migrator};
 use zerolost_core::Error as CoreError;
 
-use crate::SqlError;
-use crate::driver::{Dialect, db_err};
+use crate::driver::{self, Dialect, db_err};
 use crate::exec::{execute_on_pool, fetch_all_on_pool};
 use crate::params::Columns;
 use crate::statements::Migration;
 use crate::store::SqlStore;
+use crate::{SqlError, Tables};
 
 impl<DB: Dialect> SqlStore<DB> {
     /// The migrations for this store's tables, oldest first, with its table names filled
@@ -27,22 +27,66 @@ impl<DB: Dialect> SqlStore<DB> {
         self.sql.migrations(DB::MIGRATIONS)
     }
 
+    /// The migrations for `tables` without a connection (what `zerolost migrate --print`
+    /// shows); refused when the database cannot honour `tables`.
+    ///
+    /// ```
+    /// use zerolost_sqlx::{SqliteStore, Tables};
+    /// let ddl = SqliteStore::migrations_for(&Tables::default().with_prefix("billing_")?)?;
+    /// assert!(ddl[0].sql.contains("\"billing_outbox\""));
+    /// # Ok::<(), zerolost_sqlx::SqlError>(())
+    /// ```
+    pub fn migrations_for(tables: &Tables) -> Result<Vec<Migration>, SqlError> {
+        DB::check_tables(tables)?;
+        Ok(driver::statements::<DB>(tables).migrations(DB::MIGRATIONS))
+    }
+
+    /// The whole schema as one SQL script to apply with the database's own tools (`psql -1
+    /// -f`, `mysql`, `sqlite3`): sqlx's history table, each migration, and its history row,
+    /// so a later [`SqlStore::migrate`] (or the relay's start) finds them applied.
+    ///
+    /// ```
+    /// let script = zerolost_sqlx::SqliteStore::script_for(&Default::default())?;
+    /// assert!(script.contains("INSERT INTO zerolost_migrations"));
+    /// # Ok::<(), zerolost_sqlx::SqlError>(())
+    /// ```
+    pub fn script_for(tables: &Tables) -> Result<String, SqlError> {
+        let history = match tables.schema() {
+            Some(schema) => format!("{schema}.{}", tables.migrations_name()),
+            None => tables.migrations_name(),
+        };
+        let h = &DB::HISTORY;
+        let mut script = format!(
+            "-- zerolost schema for {}: apply in one transaction.\n\
+             CREATE TABLE IF NOT EXISTS {history} (\n    version BIGINT PRIMARY KEY,\n    \
+             description TEXT NOT NULL,\n    installed_on {},\n    success BOOLEAN NOT NULL,\n    \
+             checksum {} NOT NULL,\n    execution_time BIGINT NOT NULL\n);\n",
+            DB::SYNTAX.label,
+            h.installed_on,
+            h.binary
+        );
+        for m in Self::migrations_for(tables)? {
+            let checksum = sqlx_migration(&m).checksum;
+            let hex: String = checksum.iter().map(|b| format!("{b:02x}")).collect();
+            script.push_str(&format!(
+                "\n-- migration {}: {}\n{}\n\nINSERT INTO {history} (version, description, success, \
+                 checksum, execution_time) VALUES ({}, '{}', TRUE, {}{hex}{}, -1);\n",
+                m.version,
+                m.description,
+                m.sql.trim_end(),
+                m.version,
+                m.description.replace('\'', "''"),
+                h.hex.0,
+                h.hex.1
+            ));
+        }
+        Ok(script)
+    }
+
     /// Creates or upgrades the outbox and inbox tables (sqlx migrations, recorded in
     /// `{prefix}migrations`). Safe to run from many processes at once.
     pub async fn migrate(&self) -> Result<(), CoreError> {
-        let migrations = self
-            .migrations()
-            .into_iter()
-            .map(|m| {
-                SqlxMigration::new(
-                    m.version,
-                    m.description.into(),
-                    MigrationType::Simple,
-                    sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(m.sql)),
-                    false,
-                )
-            })
-            .collect();
+        let migrations = self.migrations().iter().map(sqlx_migration).collect();
         let mut migrator = Migrator::with_migrations(migrations);
         let tables = &self.sql.tables;
         let history = match tables.schema() {
@@ -99,4 +143,15 @@ impl<DB: Dialect> SqlStore<DB> {
         }
         Ok(())
     }
+}
+
+/// `migration` as sqlx runs it (and checksums it).
+fn sqlx_migration(migration: &Migration) -> SqlxMigration {
+    SqlxMigration::new(
+        migration.version,
+        migration.description.into(),
+        MigrationType::Simple,
+        sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(migration.sql.clone())),
+        false,
+    )
 }

@@ -19,7 +19,9 @@ use crate::exec::{fetch_all, upsert_claim};
 use crate::group::GroupCommit;
 use crate::params::Param;
 use crate::rows::LeasedRow;
-use crate::statements::{Names, Own, PARK_COLUMNS, RECORD_COLUMNS, Script, Statements, Syntax};
+use crate::statements::{
+    History, Names, Own, PARK_COLUMNS, RECORD_COLUMNS, Script, Statements, Syntax,
+};
 use crate::{SqlError, Tables};
 
 /// The SQLite store.
@@ -59,6 +61,11 @@ impl Driver for Sqlite {
             template: include_str!("migrations/sqlite/0003_parked_dead_letters.sql"),
         },
     ];
+    const HISTORY: History = History {
+        installed_on: "TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP",
+        binary: "BLOB",
+        hex: ("X'", "'"),
+    };
     type InboxShared = GroupCommit;
 
     fn own_statements(n: &Names) -> Own {

@@ -376,6 +376,18 @@ impl Statements {
     }
 }
 
+/// How a database spells sqlx's migration history table and a byte string, for the
+/// script [`SqlStore::script_for`](crate::SqlStore::script_for) prints.
+#[derive(Debug)]
+pub struct History {
+    /// The `installed_on` column's type and default.
+    pub installed_on: &'static str,
+    /// The binary type of the `checksum` column.
+    pub binary: &'static str,
+    /// A byte string literal from its hex digits, around them.
+    pub hex: (&'static str, &'static str),
+}
+
 /// One migration as shipped: its version, what it does, and its SQL with `{outbox}`,
 /// `{inbox}`, `{parked}`, `{lease_fn}` and `{prefix}` to fill in.
 #[derive(Debug)]

@@ -10,13 +10,99 @@ use zerolost_sqlx::MySqlStore;
 use zerolost_sqlx::PgStore;
 #[cfg(feature = "sqlite")]
 use zerolost_sqlx::SqliteStore;
-use zerolost_sqlx::Tables;
+use zerolost_sqlx::{Dialect, Migration, SqlError, SqlStore, Tables};
 
 use super::not_built;
 use crate::config::{BrokerKind, Config, InboxSection, OutboxSection, SecretUrl};
 
 #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 compile_error!("zerolost needs an outbox database: enable `sqlite`, `postgres` or `mysql`");
+
+/// The validated table names of the `key` database.
+fn tables(key: &str, prefix: Option<&str>, schema: Option<&str>) -> Result<Tables, Error> {
+    let mut tables = Tables::default();
+    if let Some(prefix) = prefix {
+        tables = tables
+            .with_prefix(prefix)
+            .map_err(|e| Error::Config(format!("{key}.table_prefix: {e}")))?;
+    }
+    if let Some(schema) = schema {
+        tables = tables
+            .in_schema(schema)
+            .map_err(|e| Error::Config(format!("{key}.schema: {e}")))?;
+    }
+    Ok(tables)
+}
+
+/// The SQL engines this build has.
+#[derive(Debug, Clone, Copy)]
+enum Engine {
+    #[cfg(feature = "sqlite")]
+    Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres,
+    #[cfg(feature = "mysql")]
+    MySql,
+}
+
+impl Engine {
+    /// The engine `url`'s scheme names; refused when unknown or not built.
+    fn of(key: &str, url: &SecretUrl) -> Result<Self, Error> {
+        let scheme = url.expose().split("://").next().unwrap_or_default();
+        Ok(match scheme {
+            #[cfg(feature = "sqlite")]
+            "sqlite" => Self::Sqlite,
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => Self::Postgres,
+            #[cfg(feature = "mysql")]
+            "mysql" | "mariadb" => Self::MySql,
+            #[cfg(not(feature = "sqlite"))]
+            "sqlite" => return Err(not_built(&format!("{key}.url: SQLite"), "sqlite")),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => {
+                return Err(not_built(&format!("{key}.url: PostgreSQL"), "postgres"));
+            }
+            #[cfg(not(feature = "mysql"))]
+            "mysql" | "mariadb" => return Err(not_built(&format!("{key}.url: MySQL"), "mysql")),
+            _ => {
+                return Err(Error::Config(format!(
+                    "{key}.url: {url} is not a sqlite://, postgres:// or mysql:// URL"
+                )));
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite => "sqlite",
+            #[cfg(feature = "postgres")]
+            Self::Postgres => "postgres",
+            #[cfg(feature = "mysql")]
+            Self::MySql => "mysql",
+        }
+    }
+}
+
+/// A database's schema as `migrate --print` shows it.
+pub struct Schema {
+    /// `sqlite`, `postgres` or `mysql`.
+    pub engine: &'static str,
+    /// The migrations, oldest first.
+    pub migrations: Vec<Migration>,
+    /// The script to apply by hand (history rows included).
+    pub script: String,
+}
+
+impl Schema {
+    fn of<DB: Dialect>(engine: Engine, tables: &Tables) -> Result<Self, SqlError> {
+        Ok(Self {
+            engine: engine.name(),
+            migrations: SqlStore::<DB>::migrations_for(tables)?,
+            script: SqlStore::<DB>::script_for(tables)?,
+        })
+    }
+}
 
 /// The outbox database, whichever SQL engine the URL names.
 pub enum OutboxDb {
@@ -54,52 +140,48 @@ impl OutboxDb {
         .await
     }
 
-    async fn open(
+    /// Connects to the `key` database at `url` with its table settings.
+    pub async fn open(
         key: &str,
         url: &SecretUrl,
         prefix: Option<&str>,
         schema: Option<&str>,
     ) -> Result<Self, Error> {
-        let mut tables = Tables::default();
-        if let Some(prefix) = prefix {
-            tables = tables
-                .with_prefix(prefix)
-                .map_err(|e| Error::Config(format!("{key}.table_prefix: {e}")))?;
-        }
-        if let Some(schema) = schema {
-            tables = tables
-                .in_schema(schema)
-                .map_err(|e| Error::Config(format!("{key}.schema: {e}")))?;
-        }
-        let shown = url;
+        let tables = tables(key, prefix, schema)?;
+        let engine = Engine::of(key, url)?;
         let url = url.expose();
-        let scheme = url.split("://").next().unwrap_or_default();
-        Ok(match scheme {
+        Ok(match engine {
             #[cfg(feature = "sqlite")]
-            "sqlite" => Self::Sqlite(SqliteStore::connect(url, tables).await?),
+            Engine::Sqlite => Self::Sqlite(SqliteStore::connect(url, tables).await?),
             #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => Self::Postgres(PgStore::connect(url, tables).await?),
+            Engine::Postgres => Self::Postgres(PgStore::connect(url, tables).await?),
             #[cfg(feature = "mysql")]
-            "mysql" | "mariadb" => {
+            Engine::MySql => {
                 let url = url.replacen("mariadb://", "mysql://", 1);
                 Self::MySql(MySqlStore::connect(&url, tables).await?)
             }
-            #[cfg(not(feature = "sqlite"))]
-            "sqlite" => return Err(not_built(&format!("{key}.url: SQLite"), "sqlite")),
-            #[cfg(not(feature = "postgres"))]
-            "postgres" | "postgresql" => {
-                return Err(not_built(&format!("{key}.url: PostgreSQL"), "postgres"));
-            }
-            #[cfg(not(feature = "mysql"))]
-            "mysql" | "mariadb" => {
-                return Err(not_built(&format!("{key}.url: MySQL"), "mysql"));
-            }
-            _ => {
-                return Err(Error::Config(format!(
-                    "{key}.url: {shown} is not a sqlite://, postgres:// or mysql:// URL"
-                )));
-            }
         })
+    }
+
+    /// The schema the `key` database at `url` gets, without connecting (`zerolost
+    /// migrate --print`).
+    pub fn schema_for(
+        key: &str,
+        url: &SecretUrl,
+        prefix: Option<&str>,
+        schema: Option<&str>,
+    ) -> Result<Schema, Error> {
+        let tables = tables(key, prefix, schema)?;
+        let engine = Engine::of(key, url)?;
+        let schema = match engine {
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite => Schema::of::<zerolost_sqlx::sqlx::Sqlite>(engine, &tables),
+            #[cfg(feature = "postgres")]
+            Engine::Postgres => Schema::of::<zerolost_sqlx::sqlx::Postgres>(engine, &tables),
+            #[cfg(feature = "mysql")]
+            Engine::MySql => Schema::of::<zerolost_sqlx::sqlx::MySql>(engine, &tables),
+        };
+        schema.map_err(|e| Error::Config(format!("{key}: {e}")))
     }
 
     /// Creates or upgrades the tables.

@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod dlq;
 pub mod doctor;
+pub mod migrate;
 pub mod outbox;
 pub mod reconcile;
 pub mod relay;

@@ -45,6 +45,13 @@ pub trait Publisher: Send + Sync {
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
         futures::future::join_all(envelopes.iter().map(|e| self.publish(e))).await
     }
+
+    /// Waits for what is in flight and releases the connection. Every publisher closes
+    /// this way; a publish after `close` fails with [`Error::Closed`]. The default does
+    /// nothing (a publisher with nothing to release).
+    async fn close(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -56,6 +63,10 @@ impl<T: Publisher + ?Sized> Publisher for Arc<T> {
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
         (**self).publish_batch(envelopes).await
     }
+
+    async fn close(&self) -> Result<(), Error> {
+        (**self).close().await
+    }
 }
 
 #[async_trait]
@@ -66,5 +77,9 @@ impl<T: Publisher + ?Sized> Publisher for Box<T> {
 
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
         (**self).publish_batch(envelopes).await
+    }
+
+    async fn close(&self) -> Result<(), Error> {
+        (**self).close().await
     }
 }

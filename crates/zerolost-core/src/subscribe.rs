@@ -119,10 +119,31 @@ impl fmt::Debug for Delivery {
 pub trait Subscriber: Send {
     /// Waits for the next delivery. [`Error::Closed`] when the subscription ended.
     async fn next(&mut self) -> Result<Delivery, Error>;
+
+    /// Stops receiving and leaves the subscription: what was acknowledged is settled with
+    /// the broker (Kafka commits the done offsets), what was not comes again to another
+    /// consumer. Every subscriber closes this way; `next` after `close` is
+    /// [`Error::Closed`]. [`Consumer::run`](crate::Consumer::run) calls it when it ends.
+    async fn close(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl<T: Subscriber + ?Sized> Subscriber for Box<T> {
+    async fn next(&mut self) -> Result<Delivery, Error> {
+        (**self).next().await
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        (**self).close().await
+    }
+}
+
+/// A borrowed subscriber: `consumer.run(&mut subscriber, …)` hands it back when the run
+/// ends. The run does not close a borrowed subscriber; its owner does.
+#[async_trait]
+impl<T: Subscriber + ?Sized> Subscriber for &mut T {
     async fn next(&mut self) -> Result<Delivery, Error> {
         (**self).next().await
     }

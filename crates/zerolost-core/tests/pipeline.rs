@@ -797,3 +797,69 @@ async fn consume_until(
     stop.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// Counts `close` calls on the subscriber it wraps.
+struct CountingClose<S> {
+    inner: S,
+    closes: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl<S: zerolost_core::Subscriber> zerolost_core::Subscriber for CountingClose<S> {
+    async fn next(&mut self) -> Result<zerolost_core::Delivery, Error> {
+        self.inner.next().await
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        self.inner.close().await
+    }
+}
+
+/// `run` closes a subscriber it owns when it ends; a borrowed one comes back open, and
+/// takes the next message.
+#[tokio::test(start_paused = true)]
+async fn run_closes_an_owned_subscriber_and_hands_back_a_borrowed_one() {
+    let broker = MemoryBroker::new();
+    broker.declare("d");
+    broker.declare("d.dlq");
+    let consumer = Consumer::new(
+        Arc::new(MemoryDedupe::new()),
+        handler_fn(|_: Envelope| async { Ok(()) }),
+        DeadLetterPublisher::new(broker.publisher()),
+    );
+    let closes = Arc::new(AtomicUsize::new(0));
+    let counted = |closes: &Arc<AtomicUsize>| CountingClose {
+        inner: broker.subscribe("d").unwrap(),
+        closes: closes.clone(),
+    };
+
+    let stop = CancellationToken::new();
+    stop.cancel();
+    consumer.run(counted(&closes), stop.clone()).await.unwrap();
+    assert_eq!(
+        closes.load(Ordering::SeqCst),
+        1,
+        "an owned subscriber is closed"
+    );
+
+    let mut borrowed = counted(&closes);
+    consumer.run(&mut borrowed, stop).await.unwrap();
+    assert_eq!(closes.load(Ordering::SeqCst), 1, "a borrowed one is not");
+    broker
+        .publisher()
+        .publish(&Envelope::new("d", "x"))
+        .await
+        .unwrap();
+    let delivery = zerolost_core::Subscriber::next(&mut borrowed)
+        .await
+        .unwrap();
+    delivery.ack().await.unwrap();
+    zerolost_core::Subscriber::close(&mut borrowed)
+        .await
+        .unwrap();
+    assert!(matches!(
+        zerolost_core::Subscriber::next(&mut borrowed).await,
+        Err(Error::Closed(_))
+    ));
+}

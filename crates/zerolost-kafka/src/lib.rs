@@ -32,7 +32,7 @@ pub use error::KafkaError;
 pub use inspect::topic_contents;
 pub use publisher::KafkaPublisher;
 pub use subscriber::{
-    GroupEvent, KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberMonitor,
-    SubscriberOptions, TOPIC_HEADER,
+    GroupEvent, KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberOptions,
+    TOPIC_HEADER,
 };
 pub use zerolost_core::{Finding, Severity};

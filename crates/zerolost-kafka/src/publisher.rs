@@ -1,11 +1,13 @@
 //! [`KafkaPublisher`]: confirmed publish with `acks=all` and the idempotent producer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use zerolost_core::{Envelope, Error, Publisher, Receipt};
 
 use crate::{KafkaConfig, KafkaError};
@@ -34,6 +36,8 @@ const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 pub struct KafkaPublisher {
     producer: FutureProducer,
     auto_create: bool,
+    /// Shared by clones, like the producer.
+    closed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for KafkaPublisher {
@@ -54,6 +58,7 @@ impl KafkaPublisher {
         Ok(Self {
             producer,
             auto_create: config.auto_create_topics(),
+            closed: Arc::default(),
         })
     }
 
@@ -73,6 +78,9 @@ impl KafkaPublisher {
 
     /// Hands one record to librdkafka, waiting while its local queue is full.
     async fn enqueue(&self, envelope: &Envelope) -> Result<DeliveryFuture, Error> {
+        if self.closed.load(AtomicOrdering::SeqCst) {
+            return Err(Error::Closed("the Kafka publisher was closed".into()));
+        }
         let id = envelope.id.to_string();
         let key = envelope.key.as_deref().unwrap_or(&id);
         let mut headers = OwnedHeaders::new();
@@ -137,4 +145,24 @@ impl Publisher for KafkaPublisher {
             .map(|(envelope, sent)| async move { self.confirmed(envelope, sent?).await });
         futures::future::join_all(reports).await
     }
+
+    /// Refuses further publishes and waits (on a blocking thread) until librdkafka has
+    /// an answer for every record handed to it.
+    async fn close(&self) -> Result<(), Error> {
+        self.closed.store(true, AtomicOrdering::SeqCst);
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(CLOSE_FLUSH))
+            .await
+            .map_err(|e| Error::backend("kafka flush task", true, e.to_string()))?
+            .map_err(|source| {
+                KafkaError::Client {
+                    operation: "flush",
+                    source,
+                }
+                .into()
+            })
+    }
 }
+
+/// How long `close` waits for librdkafka's outstanding records.
+const CLOSE_FLUSH: Duration = Duration::from_secs(30);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
+use zerolost_core::CancellationToken;
 use zerolost_core::memory::MemoryDedupe;
 use zerolost_core::{
     Consumer, ConsumerConfig, DeadLetterPublisher, Envelope, Handler, HandlerError, Publisher,
@@ -96,7 +97,6 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
     let start_member = |name: &'static str| {
         let subscriber =
             KafkaSubscriber::with_options(&config, &group, &[&topic], options.clone()).expect(name);
-        let monitor = subscriber.monitor();
         let consumer = Consumer::new(
             dedupe.clone(),
             effects.clone(),
@@ -107,10 +107,18 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
             ..test_consumer_config()
         })
         .expect("consumer");
-        (monitor, common::spawn_consumer(&consumer, subscriber))
+        // The member runs on a borrowed subscriber, handed back open for its events.
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut subscriber = subscriber;
+            let ran = consumer.run(&mut subscriber, token).await;
+            (ran, subscriber)
+        });
+        (stop, task)
     };
 
-    let (monitor_a, running_a) = start_member("A");
+    let (stop_a, running_a) = start_member("A");
     let started = Instant::now();
     eventually_every(
         Duration::from_secs(60),
@@ -120,7 +128,7 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
     )
     .await;
     let at_join = common::finished(&*dedupe).await;
-    let (monitor_b, running_b) = start_member("B");
+    let (stop_b, running_b) = start_member("B");
     eventually_every(
         Duration::from_secs(120).saturating_sub(started.elapsed()),
         Duration::from_millis(50),
@@ -128,10 +136,15 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
         async || common::finished(&*dedupe).await >= N,
     )
     .await;
-    for (monitor, running) in [(&monitor_a, running_a), (&monitor_b, running_b)] {
-        running.stop().await;
-        monitor.commit().await.expect("final commit");
+    let mut members = Vec::new();
+    for (stop, running) in [(stop_a, running_a), (stop_b, running_b)] {
+        stop.cancel();
+        let (ran, subscriber) = running.await.expect("member task");
+        ran.expect("member run");
+        subscriber.commit().await.expect("final commit");
+        members.push(subscriber);
     }
+    let (member_b, member_a) = (members.pop().expect("B"), members.pop().expect("A"));
     assert!(at_join < N, "B joined mid-stream ({at_join} of {N} done)");
 
     let calls = effects.0.lock().expect("lock").clone();
@@ -143,14 +156,14 @@ async fn a_member_joining_mid_stream_loses_and_doubles_nothing() {
             envelope.id
         );
     }
-    let revoked_from_a = assert_no_commit_after_revoke("A", &monitor_a.events());
-    assert_no_commit_after_revoke("B", &monitor_b.events());
+    let revoked_from_a = assert_no_commit_after_revoke("A", &member_a.events());
+    assert_no_commit_after_revoke("B", &member_b.events());
     assert!(
         revoked_from_a > 0,
         "B's arrival revoked partitions from A: {:#?}",
-        monitor_a.events()
+        member_a.events()
     );
-    let b_got = monitor_b
+    let b_got = member_b
         .events()
         .iter()
         .filter(|e| matches!(e, GroupEvent::Assigned { .. }))

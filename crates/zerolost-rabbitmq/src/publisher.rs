@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
@@ -48,6 +48,7 @@ pub struct RabbitPublisher {
     next: AtomicUsize,
     /// Exchanges known to exist (checked passively once).
     exchanges: std::sync::Mutex<HashSet<String>>,
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for RabbitPublisher {
@@ -79,15 +80,8 @@ impl RabbitPublisher {
             channels,
             next: AtomicUsize::new(0),
             exchanges: std::sync::Mutex::new(HashSet::new()),
+            closed: AtomicBool::new(false),
         })
-    }
-
-    /// Closes the connection (the next publish connects again).
-    pub async fn close(&self) {
-        for slot in &self.channels {
-            slot.lock().await.take();
-        }
-        self.link.close().await;
     }
 
     fn forget_exchanges(&self) {
@@ -308,6 +302,10 @@ impl RabbitPublisher {
     }
 
     async fn publish_all(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
+        if self.closed.load(Ordering::SeqCst) {
+            let closed = || Err(Error::Closed("the RabbitMQ publisher was closed".into()));
+            return envelopes.iter().map(|_| closed()).collect();
+        }
         let mut results: Vec<Option<Result<Receipt, Error>>> =
             envelopes.iter().map(|_| None).collect();
         let limit = self.link.config().max_message_bytes();
@@ -457,5 +455,16 @@ impl Publisher for RabbitPublisher {
 
     async fn publish_batch(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
         self.publish_all(envelopes).await
+    }
+
+    /// Refuses further publishes and closes the channels and the connection (a publish
+    /// in flight ends with its confirm or a retryable error).
+    async fn close(&self) -> Result<(), Error> {
+        self.closed.store(true, Ordering::SeqCst);
+        for slot in &self.channels {
+            slot.lock().await.take();
+        }
+        self.link.close().await;
+        Ok(())
     }
 }

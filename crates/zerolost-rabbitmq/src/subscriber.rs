@@ -40,6 +40,7 @@ pub struct RabbitSubscriber {
     queue: String,
     topology: Option<QueueSpec>,
     consuming: Option<(Channel, Consumer)>,
+    closed: bool,
 }
 
 impl std::fmt::Debug for RabbitSubscriber {
@@ -67,6 +68,7 @@ impl RabbitSubscriber {
             queue,
             topology: None,
             consuming: None,
+            closed: false,
         })
     }
 
@@ -104,14 +106,6 @@ impl RabbitSubscriber {
         Ok((channel, consumer))
     }
 
-    /// Stops consuming and closes the connection; unacked deliveries are redelivered.
-    pub async fn close(&mut self) {
-        if let Some((channel, _)) = self.consuming.take() {
-            let _ = channel.close(200, "closed".into()).await;
-        }
-        self.link.close().await;
-    }
-
     fn to_delivery(&self, mut delivery: lapin::message::Delivery) -> Delivery {
         let message = incoming(&self.queue, &mut delivery);
         // A quorum queue's count of earlier deliveries given back.
@@ -135,6 +129,9 @@ impl RabbitSubscriber {
 #[async_trait]
 impl Subscriber for RabbitSubscriber {
     async fn next(&mut self) -> Result<Delivery, Error> {
+        if self.closed {
+            return Err(Error::Closed("the RabbitMQ subscriber was closed".into()));
+        }
         if self.consuming.is_none() {
             self.consuming = Some(self.start().await.map_err(|e| {
                 if e.is_retryable() {
@@ -165,6 +162,17 @@ impl Subscriber for RabbitSubscriber {
                 ))
             }
         }
+    }
+
+    /// Stops consuming and closes the connection; unacknowledged deliveries go back to
+    /// the queue.
+    async fn close(&mut self) -> Result<(), Error> {
+        self.closed = true;
+        if let Some((channel, _)) = self.consuming.take() {
+            let _ = channel.close(200, "closed".into()).await;
+        }
+        self.link.close().await;
+        Ok(())
     }
 }
 

@@ -39,8 +39,11 @@ use crate::{RocketConfig, RocketError, RocketRuntime};
 /// # Ok(()) }
 /// ```
 pub struct RocketPublisher {
+    /// A handle on the client's shared producer (clones share it).
     producer: DefaultMQProducer,
-    admin: DefaultMQAdminExt,
+    /// Used by the durability audit; locked to shut it down from `close(&self)`.
+    admin: tokio::sync::Mutex<DefaultMQAdminExt>,
+    closed: std::sync::atomic::AtomicBool,
     config: RocketConfig,
     /// Topics audited: `Err(finding)` when their brokers are not durable.
     audited: tokio::sync::RwLock<HashMap<String, Result<(), String>>>,
@@ -89,7 +92,8 @@ impl RocketPublisher {
             })?;
         Ok(Self {
             producer,
-            admin,
+            admin: tokio::sync::Mutex::new(admin),
+            closed: Default::default(),
             config: config.clone(),
             audited: tokio::sync::RwLock::new(HashMap::new()),
         })
@@ -113,7 +117,9 @@ impl RocketPublisher {
         if let Some(verdict) = audited.get(topic) {
             return verdict.as_ref().map_err(refused).copied();
         }
-        let report = Box::pin(crate::audit::audit_with(&self.admin, topic)).await?;
+        let admin = self.admin.lock().await;
+        let report = Box::pin(crate::audit::audit_with(&admin, topic)).await?;
+        drop(admin);
         let verdict = match report.findings.first() {
             None => Ok(()),
             Some(finding) => Err(format!(
@@ -124,12 +130,6 @@ impl RocketPublisher {
         let outcome = verdict.as_ref().map_err(refused).copied();
         audited.insert(topic.to_owned(), verdict);
         outcome
-    }
-
-    /// Stops the producer.
-    pub async fn shutdown(mut self) {
-        Box::pin(self.producer.shutdown()).await;
-        Box::pin(self.admin.shutdown()).await;
     }
 
     async fn send(&self, envelope: &Envelope) -> Result<Receipt, RocketError> {
@@ -209,6 +209,9 @@ impl RocketPublisher {
 #[async_trait]
 impl Publisher for RocketPublisher {
     async fn publish(&self, envelope: &Envelope) -> Result<Receipt, Error> {
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Closed("the RocketMQ publisher was closed".into()));
+        }
         self.check_durable(&envelope.destination).await?;
         self.send(envelope).await.map_err(Error::from)
     }
@@ -227,5 +230,17 @@ impl Publisher for RocketPublisher {
             .await;
         done.sort_unstable_by_key(|(i, _)| *i);
         done.into_iter().map(|(_, result)| result).collect()
+    }
+
+    /// Refuses further publishes and stops the producer and the audit's admin client
+    /// (a send in flight ends with `SEND_OK` or an error).
+    async fn close(&self) -> Result<(), Error> {
+        if self.closed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut producer = self.producer.clone();
+        Box::pin(producer.shutdown()).await;
+        Box::pin(self.admin.lock().await.shutdown()).await;
+        Ok(())
     }
 }

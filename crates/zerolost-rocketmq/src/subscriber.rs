@@ -179,15 +179,6 @@ impl RocketSubscriber {
             topic: topic.into(),
         })
     }
-
-    /// Leaves the group: the consumer stops, its offsets are stored, and its queues go to
-    /// the other members. Messages handed out and not settled come again.
-    pub async fn shutdown(mut self) {
-        if let Some(mut consumer) = self.consumer.take() {
-            self.deliveries.close();
-            Box::pin(consumer.shutdown()).await;
-        }
-    }
 }
 
 impl Drop for RocketSubscriber {
@@ -217,5 +208,15 @@ impl Subscriber for RocketSubscriber {
                 topic: self.topic.clone(),
             }),
         ))
+    }
+
+    /// Leaves the group: the consumer stops, its offsets are stored, and its queues go to
+    /// the other members. Messages handed out and not settled come again.
+    async fn close(&mut self) -> Result<(), Error> {
+        if let Some(mut consumer) = self.consumer.take() {
+            self.deliveries.close();
+            Box::pin(consumer.shutdown()).await;
+        }
+        Ok(())
     }
 }

@@ -22,7 +22,8 @@ pub use dead_letters::{
     poison_dead_lettered_after_max_attempts,
 };
 pub use delivery::{
-    confirmed_round_trip, nack_requeue_redelivers, unacked_delivery_is_redelivered,
+    closed_clients_refuse_and_hand_back, confirmed_round_trip, nack_requeue_redelivers,
+    unacked_delivery_is_redelivered,
 };
 pub use leases::{
     Run, TimedHandler, dedupe_claims_are_renewed_and_fenced,
@@ -102,7 +103,8 @@ macro_rules! conformance_cases {
             broker: [
                 confirmed_round_trip,
                 unacked_delivery_is_redelivered,
-                nack_requeue_redelivers
+                nack_requeue_redelivers,
+                closed_clients_refuse_and_hand_back
             ]
             both: [
                 poison_dead_lettered_after_max_attempts,

@@ -121,6 +121,7 @@ impl MemoryBroker {
         MemoryPublisher {
             broker: self.clone(),
             crash_hook: None,
+            closed: Arc::default(),
         }
     }
 
@@ -131,6 +132,7 @@ impl MemoryBroker {
         MemoryPublisher {
             broker: self.clone(),
             crash_hook: Some(hook),
+            closed: Arc::default(),
         }
     }
 
@@ -139,6 +141,7 @@ impl MemoryBroker {
         Ok(MemorySubscriber {
             cell: self.cell(destination)?,
             broker: self.clone(),
+            closed: false,
         })
     }
 
@@ -221,12 +224,14 @@ impl MemoryBroker {
 pub struct MemoryPublisher {
     broker: MemoryBroker,
     crash_hook: Option<mpsc::UnboundedSender<()>>,
+    /// Shared by clones: closing one closes them all.
+    closed: Arc<AtomicBool>,
 }
 
 impl MemoryPublisher {
     async fn publish_one(&self, envelope: &Envelope) -> Result<Receipt, Error> {
         let broker = &self.broker;
-        if broker.is_closed() {
+        if broker.is_closed() || self.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed("memory broker".into()));
         }
         if envelope.payload.len() > broker.inner.max_message_bytes {
@@ -298,12 +303,18 @@ impl Publisher for MemoryPublisher {
         }
         futures::future::join_all(envelopes.iter().map(|e| self.publish_one(e))).await
     }
+
+    async fn close(&self) -> Result<(), Error> {
+        self.closed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 /// Receives from one [`MemoryBroker`] destination.
 pub struct MemorySubscriber {
     cell: Arc<QueueCell>,
     broker: MemoryBroker,
+    closed: bool,
 }
 
 impl MemorySubscriber {
@@ -338,7 +349,7 @@ impl Subscriber for MemorySubscriber {
             let arrived = self.cell.arrived.notified();
             tokio::pin!(arrived);
             arrived.as_mut().enable();
-            if self.broker.is_closed() {
+            if self.broker.is_closed() || self.closed {
                 return Err(Error::Closed("memory broker".into()));
             }
             if let Some(delivery) = self.take() {
@@ -346,6 +357,11 @@ impl Subscriber for MemorySubscriber {
             }
             arrived.await;
         }
+    }
+
+    async fn close(&mut self) -> Result<(), Error> {
+        self.closed = true;
+        Ok(())
     }
 }
 

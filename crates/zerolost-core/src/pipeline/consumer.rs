@@ -282,7 +282,8 @@ impl Consumer {
 
     /// Takes deliveries from `subscriber` with `concurrency` handlers in flight until
     /// `shutdown`; then waits for the deliveries in flight (each finishes or is left for
-    /// redelivery) and returns the totals.
+    /// redelivery), closes the subscriber ([`Subscriber::close`]) and returns the totals.
+    /// Pass `&mut subscriber` to keep it: a borrowed subscriber is handed back open.
     pub async fn run(
         &self,
         mut subscriber: impl Subscriber,
@@ -338,7 +339,10 @@ impl Consumer {
             }
         };
         self.drain(tasks).await;
-        outcome.map(|()| self.totals())
+        let closed = subscriber.close().await;
+        outcome?;
+        closed?;
+        Ok(self.totals())
     }
 
     /// Waits up to `drain_timeout` for the deliveries in flight, then cuts off the rest

@@ -148,14 +148,15 @@ async fn dedupe_store(
 }
 
 /// The zerolost consumer (claim → handle → complete → ack) over `n` messages of
-/// `subscriber`; `flush` runs before the clock stops (Kafka's final commit).
+/// `subscriber`; when the run is over, `flush` runs on the subscriber handed back before
+/// the clock stops (Kafka's final commit), and the subscriber is closed after it.
 pub async fn zerolost_consume<S: Subscriber + 'static>(
     bench: &BrokerBench,
     destination: &str,
-    subscriber: S,
+    mut subscriber: S,
     dead_letters: Arc<dyn DeadLetterSink>,
     n: usize,
-    flush: impl AsyncFnOnce() -> Result<(), Error>,
+    flush: impl AsyncFnOnce(&mut S) -> Result<(), Error>,
 ) -> Result<(Duration, String), Error> {
     eprintln!(
         "consume: zerolost consumer with {:?} dedupe ...",
@@ -171,14 +172,20 @@ pub async fn zerolost_consume<S: Subscriber + 'static>(
     let stop = CancellationToken::new();
     let task = tokio::spawn({
         let (consumer, stop) = (consumer.clone(), stop.clone());
-        async move { consumer.run(subscriber, stop).await }
+        async move {
+            let ran = consumer.run(&mut subscriber, stop).await;
+            (ran, subscriber)
+        }
     });
     let started = first_to_nth(&handled, n, "zerolost consume").await?;
-    flush().await?;
-    let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
     stop.cancel();
-    task.await
-        .map_err(|e| Error::backend("consumer task", false, e.to_string()))??;
+    let (ran, mut subscriber) = task
+        .await
+        .map_err(|e| Error::backend("consumer task", false, e.to_string()))?;
+    ran?;
+    flush(&mut subscriber).await?;
+    let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
+    subscriber.close().await?;
     Ok((elapsed, store))
 }
 

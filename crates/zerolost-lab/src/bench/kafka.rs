@@ -137,14 +137,13 @@ pub async fn measure(bench: &BrokerBench) -> Result<Measured, Error> {
     let raw_consumed = raw_consume(&config, &raw_topic, n).await?;
     let group = format!("zlbench-zl-{}-{zl_topic}", std::process::id());
     let subscriber = KafkaSubscriber::new(&config, &group, &[zl_topic.as_str()])?;
-    let monitor = subscriber.monitor();
     let (zl_consumed, dedupe_store) = zerolost_consume(
         bench,
         &zl_topic,
         subscriber,
         Arc::new(DeadLetterPublisher::new(KafkaPublisher::new(&config)?)),
         n,
-        async || monitor.commit().await,
+        async |subscriber: &mut KafkaSubscriber| subscriber.commit().await,
     )
     .await?;
     Ok(Measured {

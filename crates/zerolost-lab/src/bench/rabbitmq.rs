@@ -167,7 +167,7 @@ pub async fn measure(bench: &BrokerBench) -> Result<Measured, Error> {
         RabbitSubscriber::new(&config, &zl_queue)?,
         Arc::new(DeadLetterPublisher::new(RabbitPublisher::new(&config)?)),
         n,
-        async || Ok(()),
+        async |_: &mut _| Ok(()),
     )
     .await?;
     for queue in [&raw_queue, &zl_queue] {

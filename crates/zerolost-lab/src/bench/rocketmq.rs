@@ -169,7 +169,7 @@ pub async fn measure(bench: &BrokerBench) -> Result<Measured, Error> {
         subscriber,
         Arc::new(dead_letters),
         n,
-        async || Ok(()),
+        async |_: &mut _| Ok(()),
     )
     .await?;
     Ok(Measured {

@@ -85,3 +85,61 @@ pub async fn unacked_delivery_is_redelivered(backend: &dyn Backend) {
 pub async fn nack_requeue_redelivers(backend: &dyn Backend) {
     comes_back_after(backend, GiveBack::Nack).await;
 }
+
+/// Every publisher and subscriber closes the same way: after `close`, a publish and a
+/// `next` fail with [`Error::Closed`](zerolost_core::Error::Closed); what was acknowledged
+/// before stays settled, and what was given back goes to the next subscriber.
+pub async fn closed_clients_refuse_and_hand_back(backend: &dyn Backend) {
+    let dest = ok(backend.destination().await, "destination");
+    let publisher = ok(backend.publisher().await, "publisher");
+    let (settled, given_back) = (
+        Envelope::new(&dest, "acknowledged before close"),
+        Envelope::new(&dest, "given back before close"),
+    );
+    ok(publisher.publish(&settled).await, "publish");
+    ok(publisher.publish(&given_back).await, "publish");
+    ok(publisher.close().await, "close the publisher");
+    let refused = publisher
+        .publish(&Envelope::new(&dest, "after close"))
+        .await;
+    assert!(
+        matches!(refused, Err(zerolost_core::Error::Closed(_))),
+        "a publish after close: {refused:?}"
+    );
+
+    let mut first = ok(backend.subscriber(&dest).await, "subscribe");
+    let (mut acked, mut held) = (false, Vec::new());
+    while !acked || held.is_empty() {
+        let delivery = receive(first.as_mut(), backend.patience()).await;
+        let id = id_of(&delivery.message);
+        if id == settled.id {
+            ok(delivery.ack().await, "ack");
+            acked = true;
+        } else if id == given_back.id {
+            held.push(delivery);
+        }
+    }
+    drop(held); // given back unsettled, just before the close
+    ok(first.close().await, "close the subscriber");
+    let after = tokio::time::timeout(Duration::from_secs(5), first.next()).await;
+    assert!(
+        matches!(after, Ok(Err(zerolost_core::Error::Closed(_)))),
+        "next after close must be Closed"
+    );
+
+    let mut second = ok(backend.subscriber(&dest).await, "subscribe again");
+    let again = receive(second.as_mut(), backend.patience()).await;
+    assert_eq!(
+        id_of(&again.message),
+        given_back.id,
+        "the given-back message comes to the next subscriber"
+    );
+    ok(again.ack().await, "ack");
+    // More copies of the given-back message may come (at least once); never the settled one.
+    while let Ok(Ok(extra)) = tokio::time::timeout(Duration::from_secs(1), second.next()).await {
+        let id = id_of(&extra.message);
+        assert_eq!(id, given_back.id, "only the given-back message comes again");
+        ok(extra.ack().await, "ack");
+    }
+    ok(second.close().await, "close");
+}

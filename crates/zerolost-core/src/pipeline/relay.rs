@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::retry::{Stopped, retry_until, sleep_or_stop};
-use crate::{Backoff, Envelope, Error, Lease, OutboxStore, Publisher, telemetry};
+use crate::{Backoff, Envelope, Error, Lease, OutboxStore, Publisher, Receipt, telemetry};
 
 /// How the relay works.
 #[derive(Debug, Clone)]
@@ -215,22 +215,7 @@ impl Relay {
             return Ok(round);
         }
 
-        let started = std::time::Instant::now();
-        let mut results = self.publisher.publish_batch(&envelopes).await;
-        telemetry::confirm_latency(started.elapsed());
-        if results.len() != envelopes.len() {
-            warn!(
-                expected = envelopes.len(),
-                got = results.len(),
-                "publisher returned a result count that does not match the batch; unmatched rows are retried"
-            );
-        }
-        results.resize_with(envelopes.len(), || {
-            Err(Error::NotConfirmed {
-                reason: "the publisher returned no result for this message".into(),
-            })
-        });
-
+        let results = self.publish(&envelopes).await;
         let mut confirmed = Vec::with_capacity(envelopes.len());
         for ((lease, attempts), result) in holds.into_iter().zip(results) {
             // A receipt for another message confirms nothing about this one (a publisher
@@ -249,32 +234,7 @@ impl Relay {
             });
             match result {
                 Ok(_) => confirmed.push(lease),
-                Err(error) => {
-                    let attempts = attempts.saturating_add(1);
-                    let text = error.to_string();
-                    let held = if error.is_retryable() && attempts < self.config.max_attempts {
-                        let retry_in = self.config.backoff.delay(attempts - 1);
-                        debug!(id = %lease.id, attempts, ?retry_in, error = %text, "publish failed; rescheduled");
-                        round.rescheduled += 1;
-                        self.with_store(|| {
-                            self.outbox.reschedule(&lease, attempts, retry_in, &text)
-                        })
-                        .await?
-                    } else {
-                        let reason = if error.is_retryable() {
-                            format!("gave up after {attempts} attempts: {text}")
-                        } else {
-                            text
-                        };
-                        warn!(id = %lease.id, attempts, reason = %reason, "message parked");
-                        round.parked += 1;
-                        self.with_store(|| self.outbox.park(&lease, attempts, &reason))
-                            .await?
-                    };
-                    if !held {
-                        round.lost_leases += 1;
-                    }
-                }
+                Err(error) => self.hold(&lease, attempts, &error, &mut round).await?,
             }
         }
         if !confirmed.is_empty() {
@@ -285,6 +245,67 @@ impl Relay {
             round.lost_leases += confirmed.len() - marked.min(confirmed.len());
         }
 
+        self.count(&round);
+        Ok(round)
+    }
+
+    /// Publishes a batch with its confirms; exactly one result per envelope.
+    async fn publish(&self, envelopes: &[Envelope]) -> Vec<Result<Receipt, Error>> {
+        let started = std::time::Instant::now();
+        let mut results = self.publisher.publish_batch(envelopes).await;
+        telemetry::confirm_latency(started.elapsed());
+        if results.len() != envelopes.len() {
+            warn!(
+                expected = envelopes.len(),
+                got = results.len(),
+                "publisher returned a result count that does not match the batch; unmatched rows are retried"
+            );
+        }
+        results.resize_with(envelopes.len(), || {
+            Err(Error::NotConfirmed {
+                reason: "the publisher returned no result for this message".into(),
+            })
+        });
+
+        results
+    }
+
+    /// Keeps a row whose publish failed: rescheduled with backoff while the error is
+    /// retryable and attempts remain, else parked with the reason.
+    async fn hold(
+        &self,
+        lease: &Lease,
+        attempts: u32,
+        error: &Error,
+        round: &mut RelayRound,
+    ) -> Result<(), Error> {
+        let attempts = attempts.saturating_add(1);
+        let text = error.to_string();
+        let held = if error.is_retryable() && attempts < self.config.max_attempts {
+            let retry_in = self.config.backoff.delay(attempts - 1);
+            debug!(id = %lease.id, attempts, ?retry_in, error = %text, "publish failed; rescheduled");
+            round.rescheduled += 1;
+            self.with_store(|| self.outbox.reschedule(lease, attempts, retry_in, &text))
+                .await?
+        } else {
+            let reason = if error.is_retryable() {
+                format!("gave up after {attempts} attempts: {text}")
+            } else {
+                text
+            };
+            warn!(id = %lease.id, attempts, reason = %reason, "message parked");
+            round.parked += 1;
+            self.with_store(|| self.outbox.park(lease, attempts, &reason))
+                .await?
+        };
+        if !held {
+            round.lost_leases += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds a round to the metrics and the totals.
+    fn count(&self, round: &RelayRound) {
         telemetry::relay_round(
             round.published,
             round.rescheduled,
@@ -299,7 +320,6 @@ impl Relay {
         c.parked.fetch_add(round.parked as u64, Ordering::Relaxed);
         c.lost_leases
             .fetch_add(round.lost_leases as u64, Ordering::Relaxed);
-        Ok(round)
     }
 
     /// Store writes after a publish are retried for up to half a lease: giving up earlier

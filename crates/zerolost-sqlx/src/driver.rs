@@ -12,7 +12,7 @@ use sqlx::{Database, Executor, IntoArguments, Pool};
 use uuid::Uuid;
 use zerolost_core::{ClaimToken, Error as CoreError, Outcome};
 
-use crate::params::{Columns, Params};
+use crate::params::{Columns, Param, Params};
 use crate::rows::LeasedRow;
 use crate::statements::{History, Names, Own, Script, Statements, Syntax};
 use crate::{SqlError, Tables};
@@ -49,8 +49,9 @@ pub trait Driver:
     const MIGRATIONS: &'static [Script];
     /// How sqlx's migration history table is spelled here.
     const HISTORY: History;
-    /// What every inbox of one store shares (SQLite: its group-commit writer).
-    type InboxShared: Clone + Default + Send + Sync + 'static;
+    /// How the inbox's claims and completes reach the database, shared by every inbox of
+    /// one store: each in a transaction of its own, or SQLite's group commit.
+    type InboxWrites: InboxWrites<Self>;
 
     /// The database's own statements.
     fn own_statements(names: &Names) -> Own;
@@ -63,8 +64,12 @@ pub trait Driver:
     /// Connects a pool with the database's settings.
     fn connect_pool(url: &str) -> impl Future<Output = Result<Pool<Self>, sqlx::Error>> + Send;
 
-    /// Binds an id list as [`Statements::with_ids`] wrote its filter.
-    fn bind_ids(arguments: &mut Self::Arguments, ids: &[Uuid]) -> Result<(), BoxDynError>;
+    /// Binds an id list as [`Statements::with_ids`] wrote its filter: one parameter per id
+    /// unless the database takes an array.
+    fn bind_ids(arguments: &mut Self::Arguments, ids: &[Uuid]) -> Result<(), BoxDynError> {
+        ids.iter()
+            .try_for_each(|id| arguments.push(Param::Uuid(*id)))
+    }
 
     /// A connection as an executor.
     fn executor<'c>(conn: &'c mut Self::Connection) -> impl Executor<'c, Database = Self>;
@@ -93,21 +98,24 @@ pub trait Driver:
         token: &ClaimToken,
         lease_ms: i64,
     ) -> impl Future<Output = Result<ClaimState, sqlx::Error>> + Send;
+}
 
-    /// The inbox's claim: on a connection of its own, or through `shared`.
+/// How an inbox's claims and completes reach the database.
+pub trait InboxWrites<DB: Driver>: Clone + Default + Send + Sync + 'static {
+    /// Claims `token.id`; answered once the claim is durable.
     fn claim(
-        pool: &Pool<Self>,
+        &self,
+        pool: &Pool<DB>,
         sql: &Arc<Statements>,
-        shared: &Self::InboxShared,
         token: &ClaimToken,
         lease_ms: i64,
     ) -> impl Future<Output = Result<ClaimState, CoreError>> + Send;
 
-    /// The inbox's complete: on a connection of its own, or through `shared`.
+    /// Completes the claim `token`; `LeaseLost` when it was taken over.
     fn complete(
-        pool: &Pool<Self>,
+        &self,
+        pool: &Pool<DB>,
         sql: &Arc<Statements>,
-        shared: &Self::InboxShared,
         token: &ClaimToken,
         outcome: Outcome,
         keep_for: Duration,

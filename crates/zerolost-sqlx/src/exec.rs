@@ -113,32 +113,38 @@ pub async fn complete_on<DB: Driver>(
     }
 }
 
-/// A claim in a transaction of its own: for databases whose commits from many
-/// connections overlap (PostgreSQL, MySQL).
+/// Claims and completes each in a transaction of their own: for databases whose commits
+/// from many connections overlap (PostgreSQL, MySQL).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub async fn claim_direct<DB: Driver>(
-    pool: &Pool<DB>,
-    sql: &Statements,
-    token: &ClaimToken,
-    lease_ms: i64,
-) -> Result<ClaimState, CoreError> {
-    let mut conn = pool.acquire().await.map_err(db_err::<DB>("claim"))?;
-    Ok(DB::claim_on(&mut conn, sql, token, lease_ms)
-        .await
-        .map_err(db_err::<DB>("claim"))?)
-}
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Direct;
 
-/// A complete in a transaction of its own (PostgreSQL, MySQL).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub async fn complete_direct<DB: Driver>(
-    pool: &Pool<DB>,
-    sql: &Statements,
-    token: &ClaimToken,
-    outcome: Outcome,
-    keep_for: Duration,
-) -> Result<(), CoreError> {
-    let mut conn = pool.acquire().await.map_err(db_err::<DB>("complete"))?;
-    complete_on::<DB>(&mut conn, sql, token, outcome, keep_for).await
+impl<DB: Driver> crate::driver::InboxWrites<DB> for Direct {
+    async fn claim(
+        &self,
+        pool: &Pool<DB>,
+        sql: &std::sync::Arc<Statements>,
+        token: &ClaimToken,
+        lease_ms: i64,
+    ) -> Result<ClaimState, CoreError> {
+        let mut conn = pool.acquire().await.map_err(db_err::<DB>("claim"))?;
+        Ok(DB::claim_on(&mut conn, sql, token, lease_ms)
+            .await
+            .map_err(db_err::<DB>("claim"))?)
+    }
+
+    async fn complete(
+        &self,
+        pool: &Pool<DB>,
+        sql: &std::sync::Arc<Statements>,
+        token: &ClaimToken,
+        outcome: Outcome,
+        keep_for: Duration,
+    ) -> Result<(), CoreError> {
+        let mut conn = pool.acquire().await.map_err(db_err::<DB>("complete"))?;
+        complete_on::<DB>(&mut conn, sql, token, outcome, keep_for).await
+    }
 }
 
 /// A claim as one upsert returning the fence; if it took nothing, a counted duplicate

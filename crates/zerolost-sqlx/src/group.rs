@@ -13,7 +13,11 @@ use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::SqlError;
-use crate::driver::{ClaimState, Driver};
+use std::time::Duration;
+
+use zerolost_core::{ClaimToken, Error as CoreError, Outcome};
+
+use crate::driver::{ClaimState, Driver, InboxWrites};
 use crate::exec::{complete_on, execute};
 use crate::statements::Statements;
 
@@ -51,6 +55,46 @@ fn closed() -> zerolost_core::Error {
     zerolost_core::Error::unavailable("sqlite", "the inbox's writer task stopped")
 }
 
+impl InboxWrites<Sqlite> for GroupCommit {
+    /// Claims `token.id` in the next group.
+    async fn claim(
+        &self,
+        pool: &SqlitePool,
+        sql: &Arc<Statements>,
+        token: &ClaimToken,
+        lease_ms: i64,
+    ) -> Result<ClaimState, CoreError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Claim {
+            token: token.clone(),
+            lease_ms,
+            reply,
+        };
+        self.send(pool, sql, op).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Completes the claim `token` in the next group; `LeaseLost` when it was taken over.
+    async fn complete(
+        &self,
+        pool: &SqlitePool,
+        sql: &Arc<Statements>,
+        token: &ClaimToken,
+        outcome: Outcome,
+        keep_for: Duration,
+    ) -> Result<(), CoreError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Complete {
+            token: token.clone(),
+            outcome,
+            keep_for,
+            reply,
+        };
+        self.send(pool, sql, op).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
 impl GroupCommit {
     fn send(&self, pool: &SqlitePool, sql: &Arc<Statements>, op: Op) -> Result<(), Op> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -64,44 +108,6 @@ impl GroupCommit {
             }
         };
         sender.send(op).map_err(|e| e.0)
-    }
-
-    /// Claims `token.id` with `token` in the next group.
-    pub(crate) async fn claim(
-        &self,
-        pool: &SqlitePool,
-        sql: &Arc<Statements>,
-        token: zerolost_core::ClaimToken,
-        lease_ms: i64,
-    ) -> Result<ClaimState, zerolost_core::Error> {
-        let (reply, answer) = oneshot::channel();
-        let op = Op::Claim {
-            token,
-            lease_ms,
-            reply,
-        };
-        self.send(pool, sql, op).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
-    }
-
-    /// Completes the claim `token` in the next group; `LeaseLost` when it was taken over.
-    pub(crate) async fn complete(
-        &self,
-        pool: &SqlitePool,
-        sql: &Arc<Statements>,
-        token: zerolost_core::ClaimToken,
-        outcome: zerolost_core::Outcome,
-        keep_for: std::time::Duration,
-    ) -> Result<(), zerolost_core::Error> {
-        let (reply, answer) = oneshot::channel();
-        let op = Op::Complete {
-            token,
-            outcome,
-            keep_for,
-            reply,
-        };
-        self.send(pool, sql, op).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
     }
 }
 

@@ -12,7 +12,7 @@ use zerolost_core::{
 };
 
 use crate::SqlError;
-use crate::driver::{ClaimState, Dialect, db_err};
+use crate::driver::{ClaimState, Dialect, InboxWrites, db_err};
 use crate::exec::{complete_on, execute_on_pool, fetch_optional_on_pool};
 use crate::params::{Columns, Param};
 use crate::rows::{self, ParkedRow};
@@ -25,7 +25,7 @@ use crate::statements::Statements;
 pub struct SqlInbox<DB: Dialect> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Arc<Statements>,
-    pub(crate) shared: DB::InboxShared,
+    pub(crate) writes: DB::InboxWrites,
 }
 
 impl<DB: Dialect> Clone for SqlInbox<DB> {
@@ -33,7 +33,7 @@ impl<DB: Dialect> Clone for SqlInbox<DB> {
         Self {
             pool: self.pool.clone(),
             sql: self.sql.clone(),
-            shared: self.shared.clone(),
+            writes: self.writes.clone(),
         }
     }
 }
@@ -109,7 +109,10 @@ impl<DB: Dialect> DedupeStore for SqlInbox<DB> {
     async fn claim(&self, id: MessageId, lease: Duration) -> Result<Claim, CoreError> {
         let token = ClaimToken::new(id);
         let lease_ms = rows::millis(lease);
-        let state = DB::claim(&self.pool, &self.sql, &self.shared, &token, lease_ms).await?;
+        let state = self
+            .writes
+            .claim(&self.pool, &self.sql, &token, lease_ms)
+            .await?;
         Ok(claim_of(token, state))
     }
 
@@ -129,15 +132,9 @@ impl<DB: Dialect> DedupeStore for SqlInbox<DB> {
         outcome: Outcome,
         keep_for: Duration,
     ) -> Result<(), CoreError> {
-        DB::complete(
-            &self.pool,
-            &self.sql,
-            &self.shared,
-            token,
-            outcome,
-            keep_for,
-        )
-        .await
+        self.writes
+            .complete(&self.pool, &self.sql, token, outcome, keep_for)
+            .await
     }
 
     async fn release(&self, token: &ClaimToken) -> Result<(), CoreError> {

@@ -2,17 +2,15 @@
 //! one short READ COMMITTED transaction; claims as insert-if-absent plus a conditional
 //! take-over.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::error::BoxDynError;
-use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlPoolOptions, MySqlQueryResult};
-use sqlx::{Acquire, Arguments, Executor, MySql, MySqlPool};
+use sqlx::mysql::{MySqlConnection, MySqlPoolOptions, MySqlQueryResult};
+use sqlx::{Acquire, Executor, MySql, MySqlPool};
 use uuid::Uuid;
-use zerolost_core::{ClaimToken, Error as CoreError, Outcome};
+use zerolost_core::ClaimToken;
 
 use crate::driver::{ClaimState, Dialect, Driver};
-use crate::exec::{claim_direct, complete_direct, execute, fetch_all, fetch_optional};
+use crate::exec::{Direct, execute, fetch_all, fetch_optional};
 use crate::params::{Columns, Param};
 use crate::rows::{LeasedRow, PROCESSED};
 use crate::statements::{
@@ -58,7 +56,7 @@ impl Driver for MySql {
         binary: "BLOB",
         hex: ("X'", "'"),
     };
-    type InboxShared = ();
+    type InboxWrites = Direct;
 
     fn own_statements(n: &Names) -> Own {
         let (o, i, p, now) = (&n.outbox, &n.inbox, &n.parked, n.now);
@@ -107,10 +105,6 @@ impl Driver for MySql {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
-    }
-
-    fn bind_ids(arguments: &mut MySqlArguments, ids: &[Uuid]) -> Result<(), BoxDynError> {
-        ids.iter().try_for_each(|id| arguments.add(*id))
     }
 
     fn executor<'c>(conn: &'c mut MySqlConnection) -> impl Executor<'c, Database = Self> {
@@ -184,26 +178,5 @@ impl Driver for MySql {
             Some(state) if state >= PROCESSED => ClaimState::Finished(state),
             _ => ClaimState::Held,
         })
-    }
-
-    async fn claim(
-        pool: &MySqlPool,
-        sql: &Arc<Statements>,
-        _shared: &(),
-        token: &ClaimToken,
-        lease_ms: i64,
-    ) -> Result<ClaimState, CoreError> {
-        claim_direct(pool, sql, token, lease_ms).await
-    }
-
-    async fn complete(
-        pool: &MySqlPool,
-        sql: &Arc<Statements>,
-        _shared: &(),
-        token: &ClaimToken,
-        outcome: Outcome,
-        keep_for: Duration,
-    ) -> Result<(), CoreError> {
-        complete_direct(pool, sql, token, outcome, keep_for).await
     }
 }

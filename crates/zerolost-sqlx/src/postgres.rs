@@ -1,18 +1,17 @@
 //! PostgreSQL: leases through a plan-pinned function (`FOR UPDATE SKIP LOCKED` and the
 //! stamp in one statement), claims as one upsert, id lists as one array parameter.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnection, PgPoolOptions, PgQueryResult};
 use sqlx::{Arguments, Executor, PgPool, Postgres};
 use uuid::Uuid;
-use zerolost_core::{ClaimToken, Error as CoreError, Outcome};
+use zerolost_core::ClaimToken;
 
 use crate::Tables;
 use crate::driver::{ClaimState, Dialect, Driver};
-use crate::exec::{claim_direct, complete_direct, fetch_all, upsert_claim};
+use crate::exec::{Direct, fetch_all, upsert_claim};
 use crate::params::Param;
 use crate::rows::LeasedRow;
 use crate::statements::{
@@ -63,7 +62,7 @@ impl Driver for Postgres {
         binary: "BYTEA",
         hex: ("decode('", "', 'hex')"),
     };
-    type InboxShared = ();
+    type InboxWrites = Direct;
 
     fn own_statements(n: &Names) -> Own {
         let (i, p) = (&n.inbox, &n.parked);
@@ -138,27 +137,6 @@ impl Driver for Postgres {
         lease_ms: i64,
     ) -> Result<ClaimState, sqlx::Error> {
         upsert_claim::<Self>(conn, sql, token, lease_ms).await
-    }
-
-    async fn claim(
-        pool: &PgPool,
-        sql: &Arc<Statements>,
-        _shared: &(),
-        token: &ClaimToken,
-        lease_ms: i64,
-    ) -> Result<ClaimState, CoreError> {
-        claim_direct(pool, sql, token, lease_ms).await
-    }
-
-    async fn complete(
-        pool: &PgPool,
-        sql: &Arc<Statements>,
-        _shared: &(),
-        token: &ClaimToken,
-        outcome: Outcome,
-        keep_for: Duration,
-    ) -> Result<(), CoreError> {
-        complete_direct(pool, sql, token, outcome, keep_for).await
     }
 }
 

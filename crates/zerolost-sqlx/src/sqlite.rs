@@ -2,17 +2,15 @@
 //! journal, `synchronous = FULL` and a busy timeout; the inbox's claims and completes are
 //! group-committed ([`GroupCommit`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
     SqliteQueryResult, SqliteSynchronous,
 };
-use sqlx::{Arguments, Executor, Sqlite, SqlitePool};
+use sqlx::{Executor, Sqlite, SqlitePool};
 use uuid::Uuid;
-use zerolost_core::{ClaimToken, Error as CoreError, Outcome};
+use zerolost_core::ClaimToken;
 
 use crate::driver::{ClaimState, Dialect, Driver};
 use crate::exec::{fetch_all, upsert_claim};
@@ -66,7 +64,7 @@ impl Driver for Sqlite {
         binary: "BLOB",
         hex: ("X'", "'"),
     };
-    type InboxShared = GroupCommit;
+    type InboxWrites = GroupCommit;
 
     fn own_statements(n: &Names) -> Own {
         let (o, i, p, now) = (&n.outbox, &n.inbox, &n.parked, n.now);
@@ -117,10 +115,6 @@ impl Driver for Sqlite {
             .await
     }
 
-    fn bind_ids(arguments: &mut SqliteArguments, ids: &[Uuid]) -> Result<(), BoxDynError> {
-        ids.iter().try_for_each(|id| arguments.add(*id))
-    }
-
     fn executor<'c>(conn: &'c mut SqliteConnection) -> impl Executor<'c, Database = Self> {
         conn
     }
@@ -149,30 +143,5 @@ impl Driver for Sqlite {
         lease_ms: i64,
     ) -> Result<ClaimState, sqlx::Error> {
         upsert_claim::<Self>(conn, sql, token, lease_ms).await
-    }
-
-    /// Through the store's group-commit writer.
-    async fn claim(
-        pool: &SqlitePool,
-        sql: &Arc<Statements>,
-        group: &GroupCommit,
-        token: &ClaimToken,
-        lease_ms: i64,
-    ) -> Result<ClaimState, CoreError> {
-        group.claim(pool, sql, token.clone(), lease_ms).await
-    }
-
-    /// Through the store's group-commit writer; `LeaseLost` when the claim was taken over.
-    async fn complete(
-        pool: &SqlitePool,
-        sql: &Arc<Statements>,
-        group: &GroupCommit,
-        token: &ClaimToken,
-        outcome: Outcome,
-        keep_for: Duration,
-    ) -> Result<(), CoreError> {
-        group
-            .complete(pool, sql, token.clone(), outcome, keep_for)
-            .await
     }
 }

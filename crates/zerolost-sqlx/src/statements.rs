@@ -2,6 +2,8 @@
 //! statements all databases share here, each database's own in its driver module
 //! (`postgres.rs`, `mysql.rs`, `sqlite.rs`). Parameters are always bound, never formatted in.
 
+use std::borrow::Cow;
+
 use crate::Tables;
 
 /// How a database spells what the shared statements need.
@@ -182,6 +184,8 @@ pub struct Statements {
     pub own: Own,
     /// The multi-row INSERT up to `VALUES`.
     pub enqueue_prefix: String,
+    /// The one-row INSERT.
+    pub enqueue_one: String,
     /// Followed by an id list ([`Statements::with_ids`]); the token is the first parameter.
     pub mark_prefix: String,
     /// Followed by an id list; the token is the first parameter.
@@ -225,6 +229,7 @@ impl Statements {
                 "INSERT INTO {o} (id, destination, msg_key, headers, payload, status, attempts, \
                  next_attempt_at, created_at) VALUES "
             ),
+            enqueue_one: String::new(),
             mark_prefix: format!(
                 "UPDATE {o} SET status = 1, published_at = {now}, lease_token = NULL, \
                  lease_expires_at = NULL, last_error = NULL WHERE status = 0 AND lease_token = ? AND id"
@@ -265,6 +270,7 @@ impl Statements {
             names,
         };
         statements.inbox_statements();
+        statements.enqueue_one = statements.enqueue_text(1);
         statements
     }
 
@@ -321,8 +327,16 @@ impl Statements {
         self.syntax.placeholders(sql)
     }
 
-    /// The multi-row INSERT of `rows` outbox rows (nine parameters each).
-    pub fn enqueue(&self, rows: usize) -> String {
+    /// The multi-row INSERT of `rows` outbox rows (nine parameters each); the one-row
+    /// form, an application's usual enqueue, is built once.
+    pub fn enqueue(&self, rows: usize) -> Cow<'_, str> {
+        match rows {
+            0 | 1 => Cow::Borrowed(&self.enqueue_one),
+            _ => Cow::Owned(self.enqueue_text(rows)),
+        }
+    }
+
+    fn enqueue_text(&self, rows: usize) -> String {
         let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let mut sql = String::with_capacity(self.enqueue_prefix.len() + rows * (row.len() + 2));
         sql.push_str(&self.enqueue_prefix);

@@ -34,8 +34,8 @@ use crate::{SqlError, Tables};
 pub struct SqlStore<DB: Dialect> {
     pub(crate) pool: Pool<DB>,
     pub(crate) sql: Arc<Statements>,
-    /// What every inbox of the store shares (SQLite: its group-commit writer).
-    pub(crate) shared: DB::InboxShared,
+    /// How its inboxes' claims and completes reach the database.
+    pub(crate) writes: DB::InboxWrites,
 }
 
 impl<DB: Dialect> Clone for SqlStore<DB> {
@@ -43,7 +43,7 @@ impl<DB: Dialect> Clone for SqlStore<DB> {
         Self {
             pool: self.pool.clone(),
             sql: self.sql.clone(),
-            shared: self.shared.clone(),
+            writes: self.writes.clone(),
         }
     }
 }
@@ -64,7 +64,7 @@ impl<DB: Dialect> SqlStore<DB> {
         Self {
             pool,
             sql: Arc::new(driver::statements::<DB>(&tables)),
-            shared: Default::default(),
+            writes: Default::default(),
         }
     }
 
@@ -100,7 +100,7 @@ impl<DB: Dialect> SqlStore<DB> {
         SqlInbox {
             pool: self.pool.clone(),
             sql: self.sql.clone(),
-            shared: self.shared.clone(),
+            writes: self.writes.clone(),
         }
     }
 

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 if [ -x scripts/services/up.sh ]; then
   scripts/services/up.sh
+  # Queues left by earlier runs go: a broker restart in a chaos test recovers every one.
+  scripts/services/rabbitmq.sh purge
 fi
 
 cargo test --workspace --all-features --no-fail-fast "$@"

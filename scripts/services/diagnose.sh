@@ -23,4 +23,10 @@ for which in broker async; do
   grep -h "mark disk\|not writeable\|not writable" "$logs"/store.log 2>/dev/null | tail -n 5
   tail -n 5 "$logs/storeerror.log" 2>/dev/null
 done
+rabbit_log="$STATE_DIR/rabbitmq/log/zerolost@localhost.log"
+if [ -f "$rabbit_log" ]; then
+  echo "-- rabbitmq: crashed queues and their reasons (newest last)"
+  grep -h "State machine .* terminating\|Reason for termination\|reached_max_restart_intensity" \
+    "$rabbit_log" 2>/dev/null | tail -n 6 | cut -c1-240
+fi
 exit 0

@@ -58,6 +58,8 @@ vm_memory_high_watermark.absolute = 1GiB
 disk_free_limit.absolute = 200MB
 log.console = false
 log.file.level = warning
+log.file.rotation.size = 10485760
+log.file.rotation.count = 2
 EOF
   echo '[rabbitmq_management].' > "$DIR/enabled_plugins"
 }
@@ -73,6 +75,18 @@ start() {
   wait_until 120 rabbitmq ready || { tail -n 30 "$DIR/log/console.log" >&2; exit 1; }
 }
 
+# Deletes the test vhost and makes it again, empty: queues left by earlier runs would
+# otherwise pile up, and every quorum queue recovers its log whenever the node restarts.
+purge() {
+  ready || return 0
+  local api="http://zerolost:zerolost@127.0.0.1:$MGMT_PORT/api"
+  curl -fsS -o /dev/null -X DELETE "$api/vhosts/zerolost" || true
+  curl -fsS -o /dev/null -X PUT "$api/vhosts/zerolost"
+  curl -fsS -o /dev/null -X PUT -H 'content-type: application/json' \
+    -d '{"configure":".*","write":".*","read":".*"}' "$api/permissions/zerolost/zerolost"
+  log "rabbitmq: vhost zerolost emptied"
+}
+
 stop() {
   ctl status >/dev/null 2>&1 || return 0
   ctl stop >/dev/null 2>&1 || true
@@ -86,6 +100,7 @@ case "${1:-start}" in
   status) ready && echo "rabbitmq up at 127.0.0.1:$PORT (management 127.0.0.1:$MGMT_PORT)" ;;
   url) echo "$URL" ;;
   mgmt-url) echo "$MGMT_URL" ;;
+  purge) purge ;;
   ctl) shift; ctl "$@" ;;
-  *) echo "usage: $0 start|stop|restart|kill|status|url|mgmt-url|ctl ARGS" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|kill|purge|status|url|mgmt-url|ctl ARGS" >&2; exit 2 ;;
 esac

@@ -56,17 +56,16 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
         .inner()
         .fetch_metadata(Some(topic), timeout)
         .map_err(client_error("read metadata"))?;
-    let bootstrap = config.brokers().to_owned();
-    let mut findings = Vec::new();
-    let Some(topic_meta) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(Error::Unroutable {
-            destination: topic.to_owned(),
-        });
+    let unroutable = || Error::Unroutable {
+        destination: topic.to_owned(),
     };
+    let topic_meta = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(unroutable)?;
     if topic_meta.error().is_some() || topic_meta.partitions().is_empty() {
-        return Err(Error::Unroutable {
-            destination: topic.to_owned(),
-        });
+        return Err(unroutable());
     }
     let replicas = topic_meta
         .partitions()
@@ -74,20 +73,6 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
         .map(|p| p.replicas().len())
         .min()
         .unwrap_or(0);
-    if replicas < 3 {
-        findings.push(Finding {
-            severity: Severity::Unsafe,
-            subject: format!("topic {topic}: replication factor"),
-            found: replicas.to_string(),
-            required: "3 or more".into(),
-            fix: format!(
-                "recreate the topic with 3 replicas (zerolost_kafka::ensure_topic with \
-                 TopicSpec::DURABLE, or kafka-topics.sh --bootstrap-server {bootstrap} --create \
-                 --topic {topic} --replication-factor 3), or add replicas with \
-                 kafka-reassign-partitions.sh; a cluster needs at least 3 brokers"
-            ),
-        });
-    }
     let options = AdminOptions::new().request_timeout(Some(timeout));
     // librdkafka sends a broker's configs request to that broker: one request each.
     let describe = async |resource: ResourceSpecifier<'_>| -> Result<ConfigResource, Error> {
@@ -102,79 +87,188 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
                 client_error("describe configs")(rdkafka::error::KafkaError::AdminOp(code))
             })
     };
-    let topic_config = describe(ResourceSpecifier::Topic(topic)).await?;
-    let alter = |setting: &str, want: &str| {
-        format!(
-            "kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics \
-             --entity-name {topic} --add-config {setting}={want}"
-        )
+    let rules = Rules {
+        bootstrap: config.brokers(),
+        topic,
     };
-    let min_isr = value(&topic_config, "min.insync.replicas")
-        .and_then(|v| v.parse::<i32>().ok())
-        .unwrap_or(1);
-    if min_isr < 2 {
-        findings.push(Finding {
-            severity: Severity::Unsafe,
-            subject: format!("topic {topic}: min.insync.replicas"),
-            found: min_isr.to_string(),
-            required: "2 or more (with 3 replicas)".into(),
-            fix: alter("min.insync.replicas", "2"),
-        });
-    }
-    let unclean = value(&topic_config, "unclean.leader.election.enable").unwrap_or_default();
-    if unclean != "false" {
-        findings.push(Finding {
-            severity: Severity::Unsafe,
-            subject: format!("topic {topic}: unclean.leader.election.enable"),
-            found: unclean,
-            required: "false".into(),
-            fix: alter("unclean.leader.election.enable", "false"),
-        });
-    }
+    let topic_config = describe(ResourceSpecifier::Topic(topic)).await?;
+    let mut findings = rules.topic(replicas, |name| value(&topic_config, name));
     for broker in metadata.brokers() {
-        let id = broker.id();
-        let broker_config = describe(ResourceSpecifier::Broker(id)).await?;
-        let line = |setting: &str, want: &str| {
+        let broker_config = describe(ResourceSpecifier::Broker(broker.id())).await?;
+        findings.extend(rules.broker(broker.id(), |name| value(&broker_config, name)));
+    }
+    Ok(Audit {
+        topic: topic.to_owned(),
+        findings,
+    })
+}
+
+/// The durability rules over settings already read: pure, so each rule is tested alone.
+struct Rules<'a> {
+    bootstrap: &'a str,
+    topic: &'a str,
+}
+
+impl Rules<'_> {
+    /// The topic's findings: its fewest replicas of any partition and its settings.
+    fn topic(&self, replicas: usize, setting: impl Fn(&str) -> Option<String>) -> Vec<Finding> {
+        let (topic, bootstrap) = (self.topic, self.bootstrap);
+        let mut findings = Vec::new();
+        if replicas < 3 {
+            findings.push(Finding {
+                severity: Severity::Unsafe,
+                subject: format!("topic {topic}: replication factor"),
+                found: replicas.to_string(),
+                required: "3 or more".into(),
+                fix: format!(
+                    "recreate the topic with 3 replicas (zerolost_kafka::ensure_topic with \
+                     TopicSpec::DURABLE, or kafka-topics.sh --bootstrap-server {bootstrap} --create \
+                     --topic {topic} --replication-factor 3), or add replicas with \
+                     kafka-reassign-partitions.sh; a cluster needs at least 3 brokers"
+                ),
+            });
+        }
+        let alter = |name: &str, want: &str| {
             format!(
-                "set {setting}={want} in broker {id}'s server.properties (or kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type brokers --entity-default --add-config {setting}={want})"
+                "kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics \
+                 --entity-name {topic} --add-config {name}={want}"
             )
         };
-        let number = |name: &str| {
-            value(&broker_config, name)
-                .and_then(|v| v.parse::<i32>().ok())
-                .unwrap_or(1)
+        let min_isr = number(&setting, "min.insync.replicas");
+        if min_isr < 2 {
+            findings.push(Finding {
+                severity: Severity::Unsafe,
+                subject: format!("topic {topic}: min.insync.replicas"),
+                found: min_isr.to_string(),
+                required: "2 or more (with 3 replicas)".into(),
+                fix: alter("min.insync.replicas", "2"),
+            });
+        }
+        let subject = format!("topic {topic}: unclean.leader.election.enable");
+        findings.extend(unclean_election(&setting, subject, |name, want| {
+            alter(name, want)
+        }));
+        findings
+    }
+
+    /// Broker `id`'s defaults for topics created later.
+    fn broker(&self, id: i32, setting: impl Fn(&str) -> Option<String>) -> Vec<Finding> {
+        let bootstrap = self.bootstrap;
+        let fix = |name: &str, want: &str| {
+            format!(
+                "set {name}={want} in broker {id}'s server.properties (or kafka-configs.sh \
+                 --bootstrap-server {bootstrap} --alter --entity-type brokers --entity-default \
+                 --add-config {name}={want})"
+            )
         };
-        for (name, found, least) in [
-            (
-                "default.replication.factor",
-                number("default.replication.factor"),
-                3,
-            ),
-            ("min.insync.replicas", number("min.insync.replicas"), 2),
+        let mut findings = Vec::new();
+        for (name, least) in [
+            ("default.replication.factor", 3),
+            ("min.insync.replicas", 2),
         ] {
+            let found = number(&setting, name);
             if found < least {
                 findings.push(Finding {
                     severity: Severity::Unsafe,
                     subject: format!("broker {id}: {name} (for new topics)"),
                     found: found.to_string(),
                     required: format!("{least} or more"),
-                    fix: line(name, &least.to_string()),
+                    fix: fix(name, &least.to_string()),
                 });
             }
         }
-        let unclean = value(&broker_config, "unclean.leader.election.enable").unwrap_or_default();
-        if unclean != "false" {
-            findings.push(Finding {
-                severity: Severity::Unsafe,
-                subject: format!("broker {id}: unclean.leader.election.enable"),
-                found: unclean,
-                required: "false".into(),
-                fix: line("unclean.leader.election.enable", "false"),
-            });
+        let subject = format!("broker {id}: unclean.leader.election.enable");
+        findings.extend(unclean_election(&setting, subject, fix));
+        findings
+    }
+}
+
+/// A numeric setting; missing or unreadable counts as Kafka's default of 1.
+fn number(setting: &impl Fn(&str) -> Option<String>, name: &str) -> i32 {
+    setting(name).and_then(|v| v.parse().ok()).unwrap_or(1)
+}
+
+/// `unclean.leader.election.enable` must be `false`: anything else may elect a replica that
+/// misses confirmed messages.
+fn unclean_election(
+    setting: &impl Fn(&str) -> Option<String>,
+    subject: String,
+    fix: impl Fn(&str, &str) -> String,
+) -> Option<Finding> {
+    let name = "unclean.leader.election.enable";
+    let found = setting(name).unwrap_or_default();
+    (found != "false").then(|| Finding {
+        severity: Severity::Unsafe,
+        subject,
+        found,
+        required: "false".into(),
+        fix: fix(name, "false"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: Rules<'static> = Rules {
+        bootstrap: "b:9092",
+        topic: "orders",
+    };
+
+    fn settings(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
         }
     }
-    Ok(Audit {
-        topic: topic.to_owned(),
-        findings,
-    })
+
+    fn subjects(findings: &[Finding]) -> Vec<&str> {
+        findings.iter().map(|f| f.subject.as_str()).collect()
+    }
+
+    #[test]
+    fn a_durable_topic_and_broker_have_no_findings() {
+        let safe = settings(&[
+            ("min.insync.replicas", "2"),
+            ("unclean.leader.election.enable", "false"),
+            ("default.replication.factor", "3"),
+        ]);
+        assert!(RULES.topic(3, &safe).is_empty());
+        assert!(RULES.broker(1, &safe).is_empty());
+    }
+
+    #[test]
+    fn each_shortfall_is_one_unsafe_finding_with_its_fix() {
+        let findings = RULES.topic(1, settings(&[("unclean.leader.election.enable", "true")]));
+        assert_eq!(
+            subjects(&findings),
+            [
+                "topic orders: replication factor",
+                "topic orders: min.insync.replicas",
+                "topic orders: unclean.leader.election.enable",
+            ]
+        );
+        assert!(findings.iter().all(|f| f.severity == Severity::Unsafe));
+        assert!(
+            findings[1]
+                .fix
+                .contains("--entity-name orders --add-config min.insync.replicas=2")
+        );
+        let broker = RULES.broker(7, settings(&[]));
+        assert_eq!(
+            subjects(&broker),
+            [
+                "broker 7: default.replication.factor (for new topics)",
+                "broker 7: min.insync.replicas (for new topics)",
+                "broker 7: unclean.leader.election.enable",
+            ]
+        );
+        assert!(broker[0].fix.contains("broker 7's server.properties"));
+    }
 }

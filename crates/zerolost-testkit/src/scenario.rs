@@ -19,11 +19,11 @@ use zerolost_core::memory::{
 };
 use zerolost_core::{
     Backoff, CancellationToken, Consumer, ConsumerConfig, ConsumerLedger, ConsumerTotals,
-    DedupeStore, Envelope, Error, MessageId, OutboxStatus, OutboxStore, Publisher, ReconcileReport,
-    Reconciler, Relay, RelayConfig, Subscriber, default_dlq_name,
+    DedupeStore, Envelope, Error, MessageId, OutboxCounts, OutboxStatus, OutboxStore, Publisher,
+    ReconcileReport, Reconciler, Relay, RelayConfig, Subscriber, default_dlq_name,
 };
 
-use crate::timeline::{ChaosLog, Latencies, RunRecord, Timeline};
+use crate::timeline::{ChaosLog, Latencies, RunRecord, TimedFault, Timeline};
 use crate::{
     Backend, Enqueue, FaultyPublisher, FaultySubscriber, MemoryBackend, RecordingHandler, Verdict,
 };
@@ -348,24 +348,77 @@ pub async fn run_on(
         } => Some(tokio::spawn(chaos(chaos_stop.clone(), chaos_log.clone()))),
         _ => None,
     };
-    let ScenarioStores {
-        outbox,
-        enqueue,
-        dedupe,
-        ledger,
-    } = stores(faults.clone());
     let plan = plan(config, &wiring.destination);
     let handler = RecordingHandler::new()
         .with_poison(plan.poison.iter().copied())
         .with_permanent(plan.permanent.iter().copied());
+    let run = Run {
+        config,
+        stores: stores(faults.clone()),
+        wiring,
+        plan,
+        handler,
+        progress,
+    };
     let shutdown = CancellationToken::new();
     let restarts = Arc::new(AtomicU64::new(0));
-    let mut workers = JoinSet::new();
+    let (workers, consumers) = run.spawn(&shutdown, &restarts).await?;
+    let timed_out = !run.settled(&consumers, started + config.deadline).await;
 
-    // The producer: business transactions, each with its outbox rows.
-    {
-        let (enqueue, progress, envelopes) =
-            (enqueue.clone(), progress.clone(), plan.envelopes.clone());
+    shutdown.cancel();
+    chaos_stop.cancel();
+    if let Some(task) = chaos_task {
+        task.await
+            .map_err(|e| Error::backend("chaos task", false, e.to_string()))?;
+    }
+    let record = Record {
+        started,
+        started_at,
+        faults: &faults,
+        broker_faults: chaos_log.events(),
+        consumer: join_workers(workers).await?,
+        relay_restarts: restarts.load(Ordering::Relaxed),
+        timed_out,
+    };
+    run.judge(record).await
+}
+
+/// One scenario's moving parts, shared by its steps: start, wait, judge.
+struct Run<'a> {
+    config: &'a ScenarioConfig,
+    stores: ScenarioStores,
+    wiring: Arc<Wiring>,
+    plan: Plan,
+    handler: RecordingHandler,
+    progress: Arc<Progress>,
+}
+
+/// When a run started, what was done to it and how its tasks ended.
+struct Record<'a> {
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    faults: &'a FaultInjector,
+    broker_faults: Vec<TimedFault>,
+    consumer: ConsumerTotals,
+    relay_restarts: u64,
+    timed_out: bool,
+}
+
+impl Run<'_> {
+    /// Starts the producer (business transactions, each with its outbox rows), the relays
+    /// and the consumers, each a task in the returned set.
+    async fn spawn(
+        &self,
+        shutdown: &CancellationToken,
+        restarts: &Arc<AtomicU64>,
+    ) -> Result<(JoinSet<Result<ConsumerTotals, Error>>, Vec<Consumer>), Error> {
+        let config = self.config;
+        let mut workers = JoinSet::new();
+        let (enqueue, progress, envelopes) = (
+            self.stores.enqueue.clone(),
+            self.progress.clone(),
+            self.plan.envelopes.clone(),
+        );
         let batch = config.enqueue_batch.max(1);
         workers.spawn(async move {
             for chunk in envelopes.chunks(batch) {
@@ -377,131 +430,143 @@ pub async fn run_on(
             }
             Ok(ConsumerTotals::default())
         });
-    }
-    for _ in 0..config.relays {
-        let relay = supervise_relay(
-            outbox.clone(),
-            wiring.clone(),
-            config.relay.clone(),
-            shutdown.clone(),
-            restarts.clone(),
-        );
-        workers.spawn(async move { relay.await.map(|()| ConsumerTotals::default()) });
-    }
-    let mut consumers = Vec::new();
-    for _ in 0..config.consumers {
-        let consumer = Consumer::new(
-            dedupe.clone(),
-            handler.clone(),
-            wiring.backend.dead_letter_sink().await?,
-        )
-        .with_config(config.consumer.clone())?;
-        let subscriber = wiring.subscriber().await?;
-        let stop = shutdown.clone();
-        consumers.push(consumer.clone());
-        workers.spawn(async move { consumer.run(subscriber, stop).await });
-    }
-
-    let deadline = started + config.deadline;
-    // Poll the outbox at most every 10 ms, and never spend more than a fifth of the time
-    // counting: on a SQL store `counts()` is a query over the whole table.
-    let min_poll = Duration::from_millis(10);
-    let timed_out = loop {
-        let asked = Instant::now();
-        let counted = outbox.counts().await;
-        let poll = min_poll.max(asked.elapsed() * 4);
-        if let Ok(counts) = counted {
-            let (pending, published, parked) = (counts.pending, counts.published, counts.parked);
-            let dead_lettered: u64 = consumers.iter().map(|c| c.totals().dead_lettered).sum();
-            progress
-                .published
-                .store(published as u64, Ordering::Relaxed);
-            progress.finished.store(
-                handler.effects().distinct() + dead_lettered,
-                Ordering::Relaxed,
+        for _ in 0..config.relays {
+            let relay = supervise_relay(
+                self.stores.outbox.clone(),
+                self.wiring.clone(),
+                config.relay.clone(),
+                shutdown.clone(),
+                restarts.clone(),
             );
-            let all_in = pending == 0 && published + parked == config.messages;
-            let applied = handler.effects().distinct() as usize;
-            if all_in && wiring.quiet() && applied + dead_lettered as usize >= published {
-                // A broker that cannot be read right now is asked again at the next poll.
-                let dead = wiring.dead_letter_ids().await.unwrap_or_default();
-                if applied + dead.len() >= published {
-                    break false;
-                }
-            }
+            workers.spawn(async move { relay.await.map(|()| ConsumerTotals::default()) });
         }
-        if Instant::now() >= deadline {
-            break true;
+        let mut consumers = Vec::new();
+        for _ in 0..config.consumers {
+            let consumer = Consumer::new(
+                self.stores.dedupe.clone(),
+                self.handler.clone(),
+                self.wiring.backend.dead_letter_sink().await?,
+            )
+            .with_config(config.consumer.clone())?;
+            let subscriber = self.wiring.subscriber().await?;
+            let stop = shutdown.clone();
+            consumers.push(consumer.clone());
+            workers.spawn(async move { consumer.run(subscriber, stop).await });
         }
-        tokio::time::sleep(poll).await;
-    };
-
-    shutdown.cancel();
-    chaos_stop.cancel();
-    if let Some(task) = chaos_task {
-        task.await
-            .map_err(|e| Error::backend("chaos task", false, e.to_string()))?;
+        Ok((workers, consumers))
     }
-    let broker_fault_events = chaos_log.events();
-    let mut consumer_totals = ConsumerTotals::default();
+
+    /// Waits until every message is in (published or parked) and each published one is
+    /// applied or dead-lettered; false at `deadline`. Polls the outbox at most every 10 ms
+    /// and never spends more than a fifth of the time counting: on a SQL store `counts()`
+    /// is a query over the whole table.
+    async fn settled(&self, consumers: &[Consumer], deadline: Instant) -> bool {
+        let min_poll = Duration::from_millis(10);
+        loop {
+            let asked = Instant::now();
+            let counted = self.stores.outbox.counts().await;
+            let poll = min_poll.max(asked.elapsed() * 4);
+            if let Ok(counts) = counted
+                && self.all_through(&counts, consumers).await
+            {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    /// One look at the run's progress; true when everything made it through.
+    async fn all_through(&self, counts: &OutboxCounts, consumers: &[Consumer]) -> bool {
+        let (pending, published, parked) = (counts.pending, counts.published, counts.parked);
+        let dead_lettered: u64 = consumers.iter().map(|c| c.totals().dead_lettered).sum();
+        let applied = self.handler.effects().distinct();
+        self.progress
+            .published
+            .store(published as u64, Ordering::Relaxed);
+        self.progress
+            .finished
+            .store(applied + dead_lettered, Ordering::Relaxed);
+        let all_in = pending == 0 && published + parked == self.config.messages;
+        let applied = applied as usize;
+        if !(all_in && self.wiring.quiet() && applied + dead_lettered as usize >= published) {
+            return false;
+        }
+        // A broker that cannot be read right now is asked again at the next poll.
+        let dead = self.wiring.dead_letter_ids().await.unwrap_or_default();
+        applied + dead.len() >= published
+    }
+
+    /// The verdict by id, the reconciliation and the timeline, once every task has ended.
+    async fn judge(self, record: Record<'_>) -> Result<ScenarioOutcome, Error> {
+        let (outbox, wiring, plan) = (&self.stores.outbox, &self.wiring, &self.plan);
+        let snapshot = outbox.snapshot(None).await?;
+        let parked = snapshot.ids_in(OutboxStatus::Parked);
+        let produced: Vec<MessageId> = plan.envelopes.iter().map(|e| e.id).collect();
+        let designated_poison: HashSet<MessageId> =
+            plan.poison.union(&plan.permanent).copied().collect();
+        let verdict = Verdict::compute(
+            &produced,
+            &self.handler.effects().snapshot(),
+            &wiring.dead_letter_ids().await?,
+            &parked,
+            &designated_poison,
+            &plan.unsendable,
+        );
+        let reconcile = Reconciler::new(outbox.clone(), self.stores.ledger.clone())
+            .with_grace(Duration::ZERO)
+            .reconcile(None)
+            .await?;
+        self.progress.finished.store(
+            (verdict.processed + verdict.dead_lettered) as u64,
+            Ordering::Relaxed,
+        );
+        let elapsed = record.started.elapsed();
+        let run_record = RunRecord {
+            started_at: record.started_at,
+            elapsed,
+            entries: &snapshot.entries,
+            applied_at: &self.handler.effects().first_applied(),
+            pipeline_faults: &record.faults.events(),
+            broker_faults: &record.broker_faults,
+        };
+        Ok(ScenarioOutcome {
+            verdict,
+            faults: record.faults.counts(),
+            relay_restarts: record.relay_restarts,
+            consumer: record.consumer,
+            broker_stored: wiring
+                .backend
+                .stored(&wiring.destination)
+                .await?
+                .unwrap_or(0),
+            reconcile,
+            leased_after_shutdown: outbox.counts().await?.leased,
+            elapsed,
+            timed_out: record.timed_out,
+            broker: wiring.backend.name(),
+            broker_faults: record.broker_faults.len() as u64,
+            timeline: run_record.timeline(),
+            latencies: run_record.latencies(),
+        })
+    }
+}
+
+/// Waits for every task of the run; the first failure is the run's error.
+async fn join_workers(
+    mut workers: JoinSet<Result<ConsumerTotals, Error>>,
+) -> Result<ConsumerTotals, Error> {
+    let mut totals = ConsumerTotals::default();
     while let Some(joined) = workers.join_next().await {
         match joined {
-            Ok(Ok(t)) => add_totals(&mut consumer_totals, &t),
+            Ok(Ok(t)) => add_totals(&mut totals, &t),
             Ok(Err(e)) => return Err(e),
             Err(e) => return Err(Error::backend("scenario task", false, e.to_string())),
         }
     }
-
-    let snapshot = outbox.snapshot(None).await?;
-    let parked = snapshot.ids_in(OutboxStatus::Parked);
-    let produced: Vec<MessageId> = plan.envelopes.iter().map(|e| e.id).collect();
-    let designated_poison: HashSet<MessageId> =
-        plan.poison.union(&plan.permanent).copied().collect();
-    let verdict = Verdict::compute(
-        &produced,
-        &handler.effects().snapshot(),
-        &wiring.dead_letter_ids().await?,
-        &parked,
-        &designated_poison,
-        &plan.unsendable,
-    );
-    let reconcile = Reconciler::new(outbox.clone(), ledger.clone())
-        .with_grace(Duration::ZERO)
-        .reconcile(None)
-        .await?;
-    progress.finished.store(
-        (verdict.processed + verdict.dead_lettered) as u64,
-        Ordering::Relaxed,
-    );
-    let elapsed = started.elapsed();
-    let record = RunRecord {
-        started_at,
-        elapsed,
-        entries: &snapshot.entries,
-        applied_at: &handler.effects().first_applied(),
-        pipeline_faults: &faults.events(),
-        broker_faults: &broker_fault_events,
-    };
-    let (timeline, latencies) = (record.timeline(), record.latencies());
-    Ok(ScenarioOutcome {
-        verdict,
-        faults: faults.counts(),
-        relay_restarts: restarts.load(Ordering::Relaxed),
-        consumer: consumer_totals,
-        broker_stored: wiring
-            .backend
-            .stored(&wiring.destination)
-            .await?
-            .unwrap_or(0),
-        reconcile,
-        leased_after_shutdown: outbox.counts().await?.leased,
-        elapsed,
-        timed_out,
-        broker: wiring.backend.name(),
-        broker_faults: broker_fault_events.len() as u64,
-        timeline,
-        latencies,
-    })
+    Ok(totals)
 }
 
 fn add_totals(sum: &mut ConsumerTotals, t: &ConsumerTotals) {

@@ -186,7 +186,9 @@ pub async fn run(args: ChaosArgs) -> Result<ExitCode, Error> {
     let _lock = world::exclusive()?;
     let world = World::prepare(&args, seed).await?;
     let outcome = drive(&args, seed, &world).await;
-    world.teardown().await;
+    world
+        .teardown(outcome.as_ref().is_ok_and(|report| report.ok))
+        .await;
     let mut report = outcome?;
     report.replay = replay;
     if args.json {
@@ -229,34 +231,8 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
     );
     let mut procs = Procs::new(world, 2)?;
     procs.start_all()?;
-
-    let produced_count = Arc::new(AtomicU64::new(0));
-    let retries = Arc::new(AtomicU64::new(0));
-    let producer = tokio::spawn(produce(
-        world.enqueue.clone(),
-        world.destination.clone(),
-        messages,
-        rate,
-        produced_count.clone(),
-        retries.clone(),
-    ));
-
-    let mut fault_log = Vec::new();
-    for p in &planned {
-        let due = (p.at * messages as f64) as u64;
-        while produced_count.load(Ordering::Relaxed) < due && !producer.is_finished() {
-            procs.reap()?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        procs.reap()?;
-        let at = started.elapsed().as_secs_f64();
-        let injected = inject::inject(p, world, &mut procs, args.backend, args.store, at).await?;
-        injected.print();
-        fault_log.push(injected);
-    }
-    let produced = producer
-        .await
-        .map_err(|e| Error::backend("the producer task", false, e))??;
+    let (produced, fault_log, retries) =
+        produce_under_faults(args, world, &planned, &mut procs, started).await?;
     eprintln!(
         "chaos: [{:>7.1} s] all {messages} messages produced, all faults injected; waiting for the pipeline",
         started.elapsed().as_secs_f64()
@@ -268,70 +244,148 @@ async fn drive(args: &ChaosArgs, seed: u64, world: &World) -> Result<ChaosReport
     tokio::time::sleep(Duration::from_secs(2)).await;
     procs.reap()?;
     let shutdown = procs.terminate_all(Duration::from_secs(30)).await;
-
-    let Readings {
-        produced_ids,
-        published,
-        verdict,
-        leased_after_shutdown,
-        duplicates_suppressed,
-        handler_reruns,
-    } = read_outcome(world, &produced).await?;
+    let readings = read_outcome(world, &produced).await?;
     let runs = judge_runs(world, &procs, args.dedupe).await?;
-    let mut faults = BTreeMap::new();
-    for f in &fault_log {
-        *faults.entry(f.kind.name()).or_default() += 1;
-    }
-    let ok = verdict.is_clean()
-        && !timed_out
-        && produced_ids.len() == messages
-        && procs.unexpected.is_empty()
-        && shutdown.iter().all(|s| s.exit_code == Some(0))
-        && leased_after_shutdown == 0
-        && runs.overlapping == 0
-        && runs.reruns_after_success == 0;
-    Ok(ChaosReport {
-        backend: args.backend,
-        store: args.store,
-        dedupe: args.dedupe,
-        messages: args.messages,
-        seed,
-        faults_planned: planned.len(),
-        faults_injected: fault_log.len(),
-        faults,
+    let observed = Observed {
+        planned: planned.len(),
         fault_log,
-        produced: produced_ids.len(),
-        published,
-        processed: verdict.processed,
-        dead_lettered: verdict.dead_lettered,
-        parked: verdict.parked,
-        lost: verdict.lost.len(),
-        duplicate_effects: verdict.duplicate_effects,
-        lost_ids: verdict
-            .lost
-            .iter()
-            .take(100)
-            .map(ToString::to_string)
-            .collect(),
-        unexpected_dead_letters: verdict.unexpected_dead_letters.len()
-            + verdict.poison_not_dead_lettered.len(),
-        unexpected_parked: verdict.unexpected_parked.len() + verdict.unsendable_not_parked.len(),
-        duplicates_suppressed,
-        handler_reruns,
-        slow_handlers: produced.slow,
-        runs,
-        pauses: procs.pauses.clone(),
-        cuts: procs.cuts.clone(),
-        unexpected_exits: procs.unexpected.clone(),
-        shutdown,
-        leased_after_shutdown,
-        producer_retries: retries.load(Ordering::Relaxed),
+        produced,
+        retries,
         timed_out,
-        elapsed_s: round3(started.elapsed().as_secs_f64()),
-        run_dir: world.run_dir.display().to_string(),
-        replay: String::new(),
-        ok,
-    })
+        shutdown,
+        readings,
+        runs,
+    };
+    Ok(observed.report(args, seed, world, &procs, started))
+}
+
+/// Produces at the run's rate in a task while injecting each planned fault once its share
+/// of the messages is produced. Returns what was produced, the faults as injected and the
+/// producer's retried transactions.
+async fn produce_under_faults(
+    args: &ChaosArgs,
+    world: &World,
+    planned: &[plan::Planned],
+    procs: &mut Procs,
+    started: Instant,
+) -> Result<(Produced, Vec<Injected>, u64), Error> {
+    let messages = args.messages as usize;
+    let produced_count = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let producer = tokio::spawn(produce(
+        world.enqueue.clone(),
+        world.destination.clone(),
+        messages,
+        rate(args),
+        produced_count.clone(),
+        retries.clone(),
+    ));
+    let mut fault_log = Vec::new();
+    for p in planned {
+        let due = (p.at * messages as f64) as u64;
+        while produced_count.load(Ordering::Relaxed) < due && !producer.is_finished() {
+            procs.reap()?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        procs.reap()?;
+        let at = started.elapsed().as_secs_f64();
+        let injected = inject::inject(p, world, procs, args.backend, args.store, at).await?;
+        injected.print();
+        fault_log.push(injected);
+    }
+    let produced = producer
+        .await
+        .map_err(|e| Error::backend("the producer task", false, e))??;
+    Ok((produced, fault_log, retries.load(Ordering::Relaxed)))
+}
+
+/// Everything a run observed, before it is judged and reported.
+struct Observed {
+    planned: usize,
+    fault_log: Vec<Injected>,
+    produced: Produced,
+    retries: u64,
+    timed_out: bool,
+    shutdown: Vec<Shutdown>,
+    readings: Readings,
+    runs: runs::RunsVerdict,
+}
+
+impl Observed {
+    /// The report, with its verdict: ok only when nothing was lost or applied twice, every
+    /// child behaved and exited cleanly, and no claim outlived the shutdown.
+    fn report(
+        self,
+        args: &ChaosArgs,
+        seed: u64,
+        world: &World,
+        procs: &Procs,
+        started: Instant,
+    ) -> ChaosReport {
+        let Readings {
+            produced_ids,
+            published,
+            verdict,
+            leased_after_shutdown,
+            duplicates_suppressed,
+            handler_reruns,
+        } = self.readings;
+        let mut faults = BTreeMap::new();
+        for f in &self.fault_log {
+            *faults.entry(f.kind.name()).or_default() += 1;
+        }
+        let ok = verdict.is_clean()
+            && !self.timed_out
+            && produced_ids.len() as u64 == args.messages
+            && procs.unexpected.is_empty()
+            && self.shutdown.iter().all(|s| s.exit_code == Some(0))
+            && leased_after_shutdown == 0
+            && self.runs.overlapping == 0
+            && self.runs.reruns_after_success == 0;
+        ChaosReport {
+            backend: args.backend,
+            store: args.store,
+            dedupe: args.dedupe,
+            messages: args.messages,
+            seed,
+            faults_planned: self.planned,
+            faults_injected: self.fault_log.len(),
+            faults,
+            fault_log: self.fault_log,
+            produced: produced_ids.len(),
+            published,
+            processed: verdict.processed,
+            dead_lettered: verdict.dead_lettered,
+            parked: verdict.parked,
+            lost: verdict.lost.len(),
+            duplicate_effects: verdict.duplicate_effects,
+            lost_ids: verdict
+                .lost
+                .iter()
+                .take(100)
+                .map(ToString::to_string)
+                .collect(),
+            unexpected_dead_letters: verdict.unexpected_dead_letters.len()
+                + verdict.poison_not_dead_lettered.len(),
+            unexpected_parked: verdict.unexpected_parked.len()
+                + verdict.unsendable_not_parked.len(),
+            duplicates_suppressed,
+            handler_reruns,
+            slow_handlers: self.produced.slow,
+            runs: self.runs,
+            pauses: procs.pauses.clone(),
+            cuts: procs.cuts.clone(),
+            unexpected_exits: procs.unexpected.clone(),
+            shutdown: self.shutdown,
+            leased_after_shutdown,
+            producer_retries: self.retries,
+            timed_out: self.timed_out,
+            elapsed_s: round3(started.elapsed().as_secs_f64()),
+            run_dir: world.run_dir.display().to_string(),
+            replay: String::new(),
+            ok,
+        }
+    }
 }
 
 /// Enqueues `messages` in transactions of 50 at `rate` per second. Every 1,000th message

@@ -155,6 +155,8 @@ pub struct World {
     pub consumer_links: Vec<Link>,
     /// The service scripts.
     pub services: Services,
+    /// This process's own config: direct connections to every service.
+    direct: Config,
 }
 
 /// `host:port` of a URL (after any `user:password@`).
@@ -283,13 +285,28 @@ impl World {
             links,
             consumer_links,
             services,
+            direct,
         })
     }
 
-    /// Removes the run's proxies.
-    pub async fn teardown(&self) {
+    /// Removes the run's proxies and, after a clean run, its RabbitMQ queues (a failed run
+    /// keeps them to be inspected). Quorum queues left behind pile up over runs, and every
+    /// one of them recovers its log whenever the broker restarts.
+    pub async fn teardown(&self, clean: bool) {
         for link in self.links.iter().chain(&self.consumer_links) {
             toxi::delete(&link.proxy).await;
+        }
+        if !clean || self.direct.broker != Some(BrokerKind::Rabbitmq) {
+            return;
+        }
+        let deleted = match rabbit_config(&self.direct) {
+            Ok(rabbit) => zerolost_rabbitmq::delete_destination(&rabbit, &self.destination)
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            eprintln!("zerolost-lab chaos: {} kept: {e}", self.destination);
         }
     }
 }

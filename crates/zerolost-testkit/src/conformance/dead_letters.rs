@@ -4,7 +4,10 @@
 use super::support::*;
 use crate::{Backend, RecordingHandler, Stores, Verdict};
 use std::collections::{HashMap, HashSet};
-use zerolost_core::{DeadLetterReason, Envelope, MessageId, Outcome};
+use zerolost_core::redrive::{
+    DeadLetterMessage, DeadLetterQueue, RedriveOptions, RedriveReport, Selection, redrive,
+};
+use zerolost_core::{ConsumerLedger, DeadLetterReason, Envelope, MessageId, Outcome, Publisher};
 
 async fn dead_letter_case(backend: &dyn Backend, stores: &dyn Stores, permanent: bool) {
     let dest = ok(backend.destination().await, "destination");
@@ -114,7 +117,6 @@ pub async fn permanent_failure_dead_lettered_at_once(backend: &dyn Backend, stor
 /// back with confirms, removes it from the DLQ and a fixed handler applies it once; then
 /// `All` redrives the other.
 pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Stores) {
-    use zerolost_core::redrive::{RedriveOptions, Selection, redrive};
     let Some(dlq) = ok(backend.dead_letter_queue().await, "dead-letter queue") else {
         eprintln!(
             "\n*** NOT RUN: {} offers no dead-letter queue admin; redrive is tested on the other backends.\n",
@@ -122,10 +124,15 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
         );
         return;
     };
-    let dlq = dlq.as_ref();
     let dest = ok(backend.destination().await, "destination");
     let dedupe = ok(stores.dedupe().await, "dedupe store");
     let publisher = ok(backend.publisher().await, "publisher");
+    let redrive = Redrive {
+        dlq: dlq.as_ref(),
+        publisher: publisher.as_ref(),
+        ledger: dedupe.ledger.as_ref(),
+        dest: &dest,
+    };
     let good = Envelope::new(&dest, "fine");
     let first = Envelope::new(&dest, "bad 1").with_header("tenant", "acme");
     let second = Envelope::new(&dest, "bad 2");
@@ -144,63 +151,22 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
     {
         ok(result, "publish");
     }
-    let listed_ids = async || -> HashSet<MessageId> {
-        ok(dlq.list(&dest).await, "list the DLQ")
-            .iter()
-            .filter_map(|m| m.id)
-            .collect()
-    };
     eventually(backend.patience(), "two dead letters listed", || async {
-        listed_ids().await == HashSet::from([first.id, second.id])
+        redrive.listed_ids().await == HashSet::from([first.id, second.id])
     })
     .await;
     running.stop().await;
-    let listed = ok(dlq.list(&dest).await, "list the DLQ");
-    let one = listed
-        .iter()
-        .find(|m| m.id == Some(first.id))
-        .unwrap_or_else(|| panic!("{} not listed", first.id));
-    assert_eq!(
-        one.envelope.destination, dest,
-        "redriven to where it came from"
-    );
-    assert_eq!(one.envelope.payload, first.payload);
-    assert_eq!(
-        one.envelope.headers.get("tenant").map(String::as_str),
-        Some("acme")
-    );
-    assert!(
-        one.envelope
-            .headers
-            .keys()
-            .all(|k| !k.starts_with("zerolost-dlq-")),
-        "failure metadata is not sent back: {:?}",
-        one.envelope.headers
-    );
-    let failure = one
-        .failure
-        .as_ref()
-        .unwrap_or_else(|| panic!("no failure metadata"));
-    assert_eq!(failure.reason, DeadLetterReason::Permanent);
+    let listed = ok(redrive.dlq.list(&dest).await, "list the DLQ");
+    assert_listed_as_sent(&listed, &first);
 
-    let dry = ok(
-        redrive(
-            dlq,
-            publisher.as_ref(),
-            dedupe.ledger.as_ref(),
-            &dest,
-            &Selection::Ids(vec![first.id]),
-            &RedriveOptions {
-                dry_run: true,
-                ..RedriveOptions::default()
-            },
-        )
-        .await,
-        "dry run",
-    );
+    let dry = redrive.run(&Selection::Ids(vec![first.id]), true).await;
     assert_eq!(dry.redriven, vec![first.id]);
     assert_eq!(dry.removed, 0);
-    assert_eq!(listed_ids().await.len(), 2, "a dry run changes nothing");
+    assert_eq!(
+        redrive.listed_ids().await.len(),
+        2,
+        "a dry run changes nothing"
+    );
 
     // The handler is fixed: a fresh consumer takes the redriven message.
     let fixed = RecordingHandler::new();
@@ -213,18 +179,9 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
     )
     .await;
     let unknown = MessageId::new();
-    let report = ok(
-        redrive(
-            dlq,
-            publisher.as_ref(),
-            dedupe.ledger.as_ref(),
-            &dest,
-            &Selection::Ids(vec![first.id, unknown]),
-            &RedriveOptions::default(),
-        )
-        .await,
-        "redrive one",
-    );
+    let report = redrive
+        .run(&Selection::Ids(vec![first.id, unknown]), false)
+        .await;
     assert_eq!(report.redriven, vec![first.id]);
     assert_eq!(report.not_found, vec![unknown]);
     assert_eq!(report.removed, 1);
@@ -232,26 +189,17 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
     eventually(
         backend.patience(),
         "the redriven message processed",
-        || async { fixed.calls(first.id) == 1 && listed_ids().await == HashSet::from([second.id]) },
+        || async {
+            fixed.calls(first.id) == 1 && redrive.listed_ids().await == HashSet::from([second.id])
+        },
     )
     .await;
-    let report = ok(
-        redrive(
-            dlq,
-            publisher.as_ref(),
-            dedupe.ledger.as_ref(),
-            &dest,
-            &Selection::All,
-            &RedriveOptions::default(),
-        )
-        .await,
-        "redrive all",
-    );
+    let report = redrive.run(&Selection::All, false).await;
     assert_eq!(report.redriven, vec![second.id]);
     eventually(
         backend.patience(),
         "both redriven messages processed",
-        || async { fixed.calls(second.id) == 1 && listed_ids().await.is_empty() },
+        || async { fixed.calls(second.id) == 1 && redrive.listed_ids().await.is_empty() },
     )
     .await;
     running.stop().await;
@@ -268,4 +216,70 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
         .collect();
     assert_eq!(outcomes.get(&first.id), Some(&Outcome::Processed));
     assert_eq!(outcomes.get(&second.id), Some(&Outcome::Processed));
+}
+
+/// A destination's DLQ with what a redrive needs.
+struct Redrive<'a> {
+    dlq: &'a dyn DeadLetterQueue,
+    publisher: &'a dyn Publisher,
+    ledger: &'a dyn ConsumerLedger,
+    dest: &'a str,
+}
+
+impl Redrive<'_> {
+    /// The ids the DLQ lists now.
+    async fn listed_ids(&self) -> HashSet<MessageId> {
+        ok(self.dlq.list(self.dest).await, "list the DLQ")
+            .iter()
+            .filter_map(|m| m.id)
+            .collect()
+    }
+
+    /// Redrives `selection` (or only reports what it would do).
+    async fn run(&self, selection: &Selection, dry_run: bool) -> RedriveReport {
+        let options = RedriveOptions {
+            dry_run,
+            ..RedriveOptions::default()
+        };
+        let redriven = redrive(
+            self.dlq,
+            self.publisher,
+            self.ledger,
+            self.dest,
+            selection,
+            &options,
+        )
+        .await;
+        ok(redriven, "redrive")
+    }
+}
+
+/// `sent` is listed as it would be redriven: to where it came from, payload and the
+/// application's headers intact, no failure metadata among the headers but beside them.
+fn assert_listed_as_sent(listed: &[DeadLetterMessage], sent: &Envelope) {
+    let one = listed
+        .iter()
+        .find(|m| m.id == Some(sent.id))
+        .unwrap_or_else(|| panic!("{} not listed", sent.id));
+    assert_eq!(
+        one.envelope.destination, sent.destination,
+        "redriven to where it came from"
+    );
+    assert_eq!(one.envelope.payload, sent.payload);
+    for (name, value) in &sent.headers {
+        assert_eq!(one.envelope.headers.get(name), Some(value), "header {name}");
+    }
+    assert!(
+        one.envelope
+            .headers
+            .keys()
+            .all(|k| !k.starts_with("zerolost-dlq-")),
+        "failure metadata is not sent back: {:?}",
+        one.envelope.headers
+    );
+    let failure = one
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("no failure metadata"));
+    assert_eq!(failure.reason, DeadLetterReason::Permanent);
 }

@@ -2,10 +2,13 @@
 //! tokened.
 
 use super::support::*;
-use crate::Stores;
+use crate::{DedupeHandle, OutboxHandle, Stores};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use zerolost_core::{Claim, Envelope, Error, MessageId, OutboxStatus, Outcome};
+use zerolost_core::{
+    Claim, DedupeStore, Envelope, Error, MessageId, OutboxRecord, OutboxStatus, OutboxStore,
+    Outcome,
+};
 
 /// Dedupe-store contract: a claim excludes others until its lease ends; only its token
 /// completes or releases it; a completed id answers `AlreadyProcessed` for `keep_for`, then
@@ -13,8 +16,20 @@ use zerolost_core::{Claim, Envelope, Error, MessageId, OutboxStatus, Outcome};
 pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     let dedupe = ok(stores.dedupe().await, "dedupe store");
     let store = dedupe.store.as_ref();
-    let short = Duration::from_millis(500);
-    let hour = Duration::from_secs(3600);
+    let processed = claims_exclude_until_expiry(store).await;
+    let (released, dead) = releases_and_outcomes(store).await;
+    done_ids_are_forgotten_after_keep_for(store).await;
+    failures_count_up(store).await;
+    ledger_lists_and_forgets_dead_letters(&dedupe, processed, dead, released).await;
+}
+
+const SHORT: Duration = Duration::from_millis(500);
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A claim excludes others until its lease ends; only the live token completes it.
+/// Returns the id, processed.
+async fn claims_exclude_until_expiry(store: &dyn DedupeStore) -> MessageId {
+    let (short, hour) = (SHORT, HOUR);
     let id = MessageId::new();
     let stale = claim_fresh(store, id, short).await;
     assert_eq!(
@@ -48,7 +63,12 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
         ok(store.claim(id, short).await, "claim"),
         Claim::AlreadyProcessed(Outcome::Processed)
     );
+    id
+}
 
+/// A released claim is free; a dead-lettered id answers so. Returns (released, dead).
+async fn releases_and_outcomes(store: &dyn DedupeStore) -> (MessageId, MessageId) {
+    let hour = HOUR;
     let released = MessageId::new();
     let token = claim_fresh(store, released, hour).await;
     ok(store.release(&token).await, "release");
@@ -70,7 +90,12 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
         ok(store.claim(dead, hour).await, "claim"),
         Claim::AlreadyProcessed(Outcome::DeadLettered)
     );
+    (released, dead)
+}
 
+/// A done id answers `AlreadyProcessed` for `keep_for`, then is forgotten.
+async fn done_ids_are_forgotten_after_keep_for(store: &dyn DedupeStore) {
+    let (short, hour) = (SHORT, HOUR);
     let brief = MessageId::new();
     let token = claim_fresh(store, brief, hour).await;
     ok(
@@ -90,7 +115,10 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
         ),
         "forgotten after keep_for"
     );
+}
 
+/// Failures count up per id, first and last kept.
+async fn failures_count_up(store: &dyn DedupeStore) {
     let failing = MessageId::new();
     assert_eq!(ok(store.failures(failing).await, "failures"), None);
     assert_eq!(
@@ -103,7 +131,18 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
     let read =
         ok(store.failures(failing).await, "failures").unwrap_or_else(|| panic!("failures lost"));
     assert_eq!((read.attempts, read.last_error.as_str()), (2, "second"));
+}
 
+/// The ledger lists outcomes; redrive forgets a dead-lettered id (its failures too), never
+/// a processed id or a live claim.
+async fn ledger_lists_and_forgets_dead_letters(
+    dedupe: &DedupeHandle,
+    id: MessageId,
+    dead: MessageId,
+    released: MessageId,
+) {
+    let store = dedupe.store.as_ref();
+    let (short, hour) = (SHORT, HOUR);
     let finished: HashMap<_, _> = ok(dedupe.ledger.finished(None).await, "ledger")
         .entries
         .into_iter()
@@ -149,9 +188,19 @@ pub async fn dedupe_claims_are_leased_and_tokened(stores: &dyn Stores) {
 /// make rows due again; the snapshot shows it all.
 pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
     let outbox = ok(stores.outbox().await, "outbox");
+    let rows = enqueue_three(&outbox).await;
     let store = outbox.store.as_ref();
-    let short = Duration::from_millis(500);
-    let long = Duration::from_secs(60);
+    let (stale, live) = leases_exclusive_until_expiry(store, &rows).await;
+    stale_tokens_write_nothing(store, &stale).await;
+    live_tokens_mark_reschedule_park(store, &live).await;
+    snapshot_and_counts_agree(store, &live).await;
+    requeue_makes_rows_due(store, &live).await;
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Three rows of one key; an id already in the outbox is refused.
+async fn enqueue_three(outbox: &OutboxHandle) -> Vec<Envelope> {
     let rows: Vec<Envelope> = (0..3)
         .map(|i| Envelope::new("contract", format!("{i}")).with_key("k"))
         .collect();
@@ -160,7 +209,16 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
         outbox.enqueue.enqueue(&rows[..1]).await.is_err(),
         "an id already in the outbox is refused"
     );
+    rows
+}
 
+/// A lease takes at most `max` rows, exclusively, until it expires; the rows come back
+/// intact. Returns the expired leases and the live ones (sorted by id).
+async fn leases_exclusive_until_expiry(
+    store: &dyn OutboxStore,
+    rows: &[Envelope],
+) -> (Vec<OutboxRecord>, Vec<OutboxRecord>) {
+    let (short, long) = (SHORT, LONG);
     let first_two = ok(store.lease(2, long).await, "lease");
     assert_eq!(first_two.len(), 2, "a lease takes at most `max` rows");
     let leases: Vec<_> = first_two.iter().map(|r| r.lease.clone()).collect();
@@ -184,7 +242,12 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
     let mut live = ok(store.lease(10, long).await, "lease");
     assert_eq!(live.len(), 3, "expired leases are taken over");
     live.sort_by_key(|r| r.envelope.id);
+    (stale, live)
+}
 
+/// A stale token marks, reschedules, parks and releases nothing.
+async fn stale_tokens_write_nothing(store: &dyn OutboxStore, stale: &[OutboxRecord]) {
+    let short = SHORT;
     let stale_leases: Vec<_> = stale.iter().map(|r| r.lease.clone()).collect();
     assert_eq!(
         ok(store.mark_published(&stale_leases).await, "mark"),
@@ -197,7 +260,11 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
     ));
     assert!(!ok(store.park(&stale_leases[1], 1, "x").await, "park"));
     assert_eq!(ok(store.release(&stale_leases).await, "release"), 0);
+}
 
+/// Live tokens mark one row published, reschedule one (it waits, then is due) and park one.
+async fn live_tokens_mark_reschedule_park(store: &dyn OutboxStore, live: &[OutboxRecord]) {
+    let (short, long) = (SHORT, LONG);
     let (published, flapping, parked) = (&live[0], &live[1], &live[2]);
     assert_eq!(
         ok(
@@ -238,7 +305,11 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
         1,
         "released rows are due at once"
     );
+}
 
+/// The snapshot shows each row's status and last error; counts agree with it.
+async fn snapshot_and_counts_agree(store: &dyn OutboxStore, live: &[OutboxRecord]) {
+    let (published, flapping, parked) = (&live[0], &live[1], &live[2]);
     let snapshot = ok(store.snapshot(None).await, "snapshot");
     let by_id: HashMap<_, _> = snapshot.entries.iter().map(|e| (e.id, e)).collect();
     assert_eq!(by_id.len(), 3);
@@ -266,7 +337,11 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
     let parked_row = by_id[&parked.envelope.id];
     assert_eq!(parked_row.status, OutboxStatus::Parked);
     assert_eq!(parked_row.last_error.as_deref(), Some("message too large"));
+}
 
+/// Requeue makes published and parked rows due again.
+async fn requeue_makes_rows_due(store: &dyn OutboxStore, live: &[OutboxRecord]) {
+    let (published, parked) = (&live[0], &live[2]);
     assert_eq!(
         ok(
             store
@@ -276,7 +351,7 @@ pub async fn outbox_leases_are_exclusive_and_tokened(stores: &dyn Stores) {
         ),
         2
     );
-    let due: HashSet<_> = ok(store.lease(10, long).await, "lease")
+    let due: HashSet<_> = ok(store.lease(10, LONG).await, "lease")
         .into_iter()
         .map(|r| r.envelope.id)
         .collect();

@@ -12,4 +12,8 @@ if [ -x scripts/services/up.sh ]; then
   scripts/services/rabbitmq.sh purge
 fi
 
+# Most tests wait on brokers, not on the CPU: six at a time in each test binary (the
+# default is one per core) cut the suite's wall time without starving the machine. Tests
+# that kill or restart a shared service hold a lock of their binary.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-6}"
 cargo test --workspace --all-features --no-fail-fast "$@"

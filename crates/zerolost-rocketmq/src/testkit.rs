@@ -104,6 +104,12 @@ impl Backend for RocketBackend {
         "rocketmq".into()
     }
 
+    /// A listener call answers for its whole batch: the client gives the listener no way to
+    /// set RocketMQ's `ackIndex`.
+    fn settles_in_batches(&self) -> bool {
+        self.config.consume_batch_value() > 1
+    }
+
     async fn destination(&self) -> Result<String, Error> {
         self.fresh_destination("conf").await
     }

@@ -71,6 +71,11 @@ pub trait Backend: Send + Sync {
     fn patience(&self) -> Duration {
         Duration::from_secs(30)
     }
+    /// True when a delivery given back sends the messages delivered with it back too, acked
+    /// or not (RocketMQ with a consume batch above 1: its listener answers for the batch).
+    fn settles_in_batches(&self) -> bool {
+        false
+    }
     /// Copies of messages stored on `destination`, where the backend can count them.
     async fn stored(&self, _destination: &str) -> Result<Option<usize>, Error> {
         Ok(None)

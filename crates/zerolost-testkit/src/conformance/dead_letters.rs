@@ -209,11 +209,7 @@ pub async fn dead_letters_redrive_once(backend: &dyn Backend, stores: &dyn Store
         0,
         "the good message was not sent again"
     );
-    let outcomes: HashMap<_, _> = ok(dedupe.ledger.finished(None).await, "ledger")
-        .entries
-        .into_iter()
-        .map(|e| (e.id, e.outcome))
-        .collect();
+    let outcomes = redrive.outcomes().await;
     assert_eq!(outcomes.get(&first.id), Some(&Outcome::Processed));
     assert_eq!(outcomes.get(&second.id), Some(&Outcome::Processed));
 }
@@ -232,6 +228,15 @@ impl Redrive<'_> {
         ok(self.dlq.list(self.dest).await, "list the DLQ")
             .iter()
             .filter_map(|m| m.id)
+            .collect()
+    }
+
+    /// Each finished id's outcome in the consumers' ledger.
+    async fn outcomes(&self) -> HashMap<MessageId, Outcome> {
+        ok(self.ledger.finished(None).await, "ledger")
+            .entries
+            .into_iter()
+            .map(|e| (e.id, e.outcome))
             .collect()
     }
 

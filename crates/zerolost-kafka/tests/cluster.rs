@@ -180,7 +180,8 @@ async fn audit_passes_durable_topics_and_flags_weak_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_relay_loses_nothing_and_applies_nothing_twice() {
-    const N: usize = 100_000;
+    // CI-sized (the leader dies after 8,000 confirmed); the long runs are `zerolost-lab chaos`.
+    const N: usize = 40_000;
     let Some((config, _one_at_a_time)) = exclusive_cluster().await else {
         return;
     };

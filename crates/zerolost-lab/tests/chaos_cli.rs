@@ -126,5 +126,18 @@ async fn chaos_on_rabbitmq_and_postgres_survives_every_fault_kind_with_nothing_l
     for child in ["relay-1", "relay-2", "consumer-1", "consumer-2"] {
         assert!(logs.join(format!("{child}.log")).exists(), "{child}'s log");
     }
+    // A clean run deletes its queues: left behind, every one recovers whenever the broker
+    // restarts.
+    let destination = logs
+        .file_name()
+        .and_then(|name| name.to_str())
+        .expect("the run directory is named after the destination");
+    let backend = RabbitBackend::local().await.expect("RabbitMQ");
+    let left = zerolost_rabbitmq::queue_contents(&backend.config, destination).await;
+    assert!(
+        left.as_ref()
+            .is_err_and(|e| e.to_string().contains("NOT_FOUND")),
+        "{destination} must be deleted after a clean run: {left:?}"
+    );
     let _ = std::fs::remove_dir_all(&run_dir);
 }

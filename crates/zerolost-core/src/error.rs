@@ -206,15 +206,54 @@ impl From<Error> for HandlerError {
     }
 }
 
-/// Removes the password (and user) from every `scheme://user:pass@host` URL in a text,
-/// so connection strings can appear in logs and errors.
+/// Removes the password (and user) from every `scheme://user:pass@host` URL in a text, and
+/// the value of every secret query parameter (`password=`, `sslpassword=`, `secret=`,
+/// `token=`, …), so connection strings can appear in logs and errors.
 ///
 /// ```
 /// use zerolost_core::redact_url;
 /// assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://***@db:5432/x");
+/// assert_eq!(
+///     redact_url("mysql://db/x?user=app&password=s3cret&ssl-mode=VERIFY_IDENTITY"),
+///     "mysql://db/x?user=app&password=***&ssl-mode=VERIFY_IDENTITY"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    redact_text(url)
+    redact_query(&redact_text(url))
+}
+
+/// Query parameters whose values are secrets (matched case-insensitively, by suffix, so
+/// `sslpassword`, `auth_token` and `client_secret` count).
+const SECRET_PARAMS: [&str; 4] = ["password", "passwd", "secret", "token"];
+
+/// Replaces the value of each secret parameter that follows `?`, `&` or `;`.
+fn redact_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(eq) = rest.find('=') {
+        let (before, after) = rest.split_at(eq);
+        let name_start = before
+            .rfind(|c: char| matches!(c, '?' | '&' | ';') || c.is_whitespace())
+            .map_or(0, |i| i + 1);
+        let name = before[name_start..].to_ascii_lowercase();
+        let secret = name_start > 0
+            && before[..name_start].ends_with(['?', '&', ';'])
+            && SECRET_PARAMS.iter().any(|p| name.ends_with(p));
+        out.push_str(before);
+        out.push('=');
+        let value = &after[1..];
+        let end = value
+            .find(|c: char| matches!(c, '&' | ';' | '"' | '\'') || c.is_whitespace())
+            .unwrap_or(value.len());
+        if secret && end > 0 {
+            out.push_str("***");
+        } else {
+            out.push_str(&value[..end]);
+        }
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn redact_text(text: &str) -> String {
@@ -283,6 +322,21 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+    }
+
+    #[test]
+    fn secret_query_parameters_are_redacted() {
+        let url = "postgres://db/app?sslmode=verify-full&sslpassword=k3y&password=hunter2 then \
+                   mysql://db/x;Token=t0k&user=app";
+        let text = redact_url(url);
+        for secret in ["k3y", "hunter2", "t0k"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("sslmode=verify-full"), "{text}");
+        assert!(text.contains("user=app"), "{text}");
+        assert!(text.contains("sslpassword=***&password=***"), "{text}");
+        // Not a query parameter: left alone.
+        assert_eq!(redact_url("password=x"), "password=x");
     }
 
     #[test]

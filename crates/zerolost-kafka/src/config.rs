@@ -81,12 +81,47 @@ const CONSUMER_RULES: &[Rule] = &[
 /// let weak = KafkaConfig::new("127.0.0.1:9092").set("acks", "1");
 /// assert!(weak.producer_config().unwrap_err().to_string().contains("acks"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     brokers: String,
     settings: BTreeMap<String, String>,
     allowed_unsafe: BTreeSet<String>,
     delivery_timeout: Duration,
+}
+
+/// Whether a librdkafka property holds a secret (`sasl.password`, `ssl.key.password`,
+/// `ssl.keystore.password`, `sasl.oauthbearer.client.secret`, `sasl.jaas.config`, …).
+fn is_secret_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "oauthbearer.config",
+        "ssl.key.pem",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
+}
+
+/// The settings with every secret's value shown as `***`.
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let settings: BTreeMap<&str, &str> = self
+            .settings
+            .iter()
+            .map(|(key, value)| {
+                let shown = if is_secret_setting(key) { "***" } else { value };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("settings", &settings)
+            .field("allowed_unsafe", &self.allowed_unsafe)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -204,6 +239,24 @@ impl KafkaConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_every_secret_setting() {
+        let config = KafkaConfig::new("b:9092")
+            .set("security.protocol", "SASL_SSL")
+            .set("sasl.username", "app")
+            .set("sasl.password", "hunter2")
+            .set("ssl.key.password", "k3ypass")
+            .set("sasl.oauthbearer.client.secret", "0auth");
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "k3ypass", "0auth"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("SASL_SSL") && shown.contains("\"app\""),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn safe_defaults_are_pinned() {

@@ -15,12 +15,12 @@ die() { log "error: $*"; exit 1; }
 # take it as its local port: the restarted server then fails with EADDRINUSE (seen in CI:
 # RabbitMQ after kill -9). Reserving the ports keeps the kernel from handing them out as
 # ephemeral ports. Best effort: without permission a note is printed and nothing else changes.
-SERVICE_PORTS="50909,50911,50912,51909,51911,51912,53306,55432,55672-55674,56379,58474,59876"
+SERVICE_PORTS="50909,50911,50912,51909,51911,51912,53306,55432,55672-55676,56379,56380,58474,59876"
 reserve_service_ports() {
   local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
   [ -r "$file" ] || return 0
   current=$(cat "$file")
-  case ",$current," in *",55672-55674,"*) return 0 ;; esac
+  case ",$current," in *",55672-55676,"*) return 0 ;; esac
   if [ -w "$file" ] && printf '%s' "${current:+$current,}$SERVICE_PORTS" > "$file" 2>/dev/null; then
     return 0
   fi
@@ -123,5 +123,24 @@ maven_jars() {
     || die "could not resolve the $name jars (is Maven Central reachable?)"
   rm -rf "$lib" && mv "$lib.tmp" "$lib" && touch "$stamp"
 }
+
+# tls_files DEST [OWNER]: the test CA's certificate and the server's pair (scripts/services/certs.sh)
+# copied into DEST as ca.crt, server.crt, server.key, readable by OWNER only (servers
+# refuse a key others can read). Made once; an existing copy is left alone.
+tls_files() {
+  local dest=$1 owner=${2:-}
+  "$(dirname "${BASH_SOURCE[0]}")/certs.sh" make
+  local src="$STATE_DIR/tls"
+  mkdir -p "$dest"
+  if [ ! -f "$dest/server.key" ]; then
+    cp "$src/ca.crt" "$src/server.crt" "$src/server.key" "$dest/"
+    chmod 600 "$dest/server.key"
+    chmod 644 "$dest/ca.crt" "$dest/server.crt"
+  fi
+  [ -z "$owner" ] || [ "$(id -u)" -ne 0 ] || chown -R "$owner" "$dest"
+}
+
+# tls_port_open PORT: something listens on the loopback port.
+tls_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 usage() { echo "usage: $0 start|stop|restart|kill|status|url" >&2; exit 2; }

@@ -5,13 +5,15 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
-use zerolost_core::{Backoff, Error, RelayConfig, redact_url};
+use zerolost_core::{Backoff, Error, RelayConfig, TlsFiles, redact_url};
+
+use crate::links::{Secret, secret, with_password};
 
 /// The top-level sections an environment override may name (`ZEROLOST_OUTBOX__URL`);
 /// other `ZEROLOST_*` variables (`ZEROLOST_LOG`, the test suite's) are not config.
@@ -140,6 +142,25 @@ pub struct OutboxSection {
     /// Create or upgrade the tables when the relay starts (default true).
     #[serde(default = "yes")]
     pub migrate: bool,
+    /// The password, when the URL leaves it out (`ZEROLOST_OUTBOX__PASSWORD`).
+    pub password: Option<Secret>,
+    /// A file holding the password (a mounted secret).
+    pub password_file: Option<PathBuf>,
+    /// Allows a plaintext link to another machine (default false: the relay refuses it).
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl OutboxSection {
+    /// The URL to connect with: the password put in when it is given apart.
+    pub fn connect_url(&self) -> Result<SecretUrl, Error> {
+        let password = secret(
+            "outbox.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+        )?;
+        with_password("outbox", self.url.expose(), password).map(SecretUrl)
+    }
 }
 
 /// `[inbox]`: where the consumers record what they finished.
@@ -152,6 +173,25 @@ pub struct InboxSection {
     pub table_prefix: Option<String>,
     /// PostgreSQL schema of the tables.
     pub schema: Option<String>,
+    /// The password, when the URL leaves it out (`ZEROLOST_INBOX__PASSWORD`).
+    pub password: Option<Secret>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// Allows a plaintext link to another machine.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl InboxSection {
+    /// The URL to connect with: the password put in when it is given apart.
+    pub fn connect_url(&self) -> Result<SecretUrl, Error> {
+        let password = secret(
+            "inbox.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+        )?;
+        with_password("inbox", self.url.expose(), password).map(SecretUrl)
+    }
 }
 
 /// `[relay]`.
@@ -234,6 +274,67 @@ pub struct KafkaSection {
     /// How long a publish waits for its delivery report.
     #[serde(default, with = "humantime_serde::option")]
     pub delivery_timeout: Option<Duration>,
+    /// The SASL password (`sasl.password`; `ZEROLOST_KAFKA__SASL_PASSWORD`).
+    pub sasl_password: Option<Secret>,
+    /// A file holding the SASL password.
+    pub sasl_password_file: Option<PathBuf>,
+    /// CA, client certificate and key files (`ssl.ca.location`, `ssl.certificate.location`,
+    /// `ssl.key.location`).
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// Allows a plaintext link to another machine.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl KafkaSection {
+    /// The librdkafka settings of the section: `client`, with the TLS files and the SASL
+    /// password added.
+    pub fn client_settings(&self) -> Result<BTreeMap<String, String>, Error> {
+        let mut settings = self.client.clone();
+        let password = secret(
+            "kafka.sasl_password",
+            self.sasl_password.as_ref(),
+            self.sasl_password_file.as_ref(),
+        )?;
+        if let Some(password) = password {
+            if settings.contains_key("sasl.password") {
+                return Err(Error::Config(
+                    "kafka: sasl.password is set twice, in [kafka.client] and as                      kafka.sasl_password(_file): keep one"
+                        .into(),
+                ));
+            }
+            settings.insert("sasl.password".into(), password);
+        }
+        self.tls.check()?;
+        let files = [
+            ("ssl.ca.location", &self.tls.ca_file),
+            ("ssl.certificate.location", &self.tls.cert_file),
+            ("ssl.key.location", &self.tls.key_file),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path {
+                settings.insert(key.into(), path.display().to_string());
+            }
+        }
+        Ok(settings)
+    }
+
+    /// Whether `security.protocol` is SSL or SASL_SSL.
+    pub fn is_encrypted(&self) -> bool {
+        self.client
+            .get("security.protocol")
+            .is_some_and(|p| p.eq_ignore_ascii_case("ssl") || p.eq_ignore_ascii_case("sasl_ssl"))
+    }
+
+    /// Whether the client proves who it is: SASL, or a client certificate.
+    pub fn is_authenticated(&self) -> bool {
+        let sasl = self
+            .client
+            .get("security.protocol")
+            .is_some_and(|p| p.to_ascii_lowercase().starts_with("sasl_"));
+        sasl || self.tls.cert_file.is_some() || self.client.contains_key("ssl.certificate.location")
+    }
 }
 
 /// `[rabbitmq]`.
@@ -253,6 +354,42 @@ pub struct RabbitSection {
     /// Largest payload in bytes, as the broker's `max_message_size`: a larger message is
     /// refused before sending (the relay parks it) instead of closing the channel.
     pub max_message_size: Option<usize>,
+    /// The password of `url` and `management_url`, when they leave it out
+    /// (`ZEROLOST_RABBITMQ__PASSWORD`).
+    pub password: Option<Secret>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// CA, client certificate and key of `amqps://` and `https://`.
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// Allows a plaintext link to another machine.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl RabbitSection {
+    /// The AMQP URL to connect with, the password put in when it is given apart.
+    pub fn connect_url(&self) -> Result<SecretUrl, Error> {
+        let password = secret(
+            "rabbitmq.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+        )?;
+        with_password("rabbitmq", self.url.expose(), password).map(SecretUrl)
+    }
+
+    /// The management API's URL, the password put in when it is given apart.
+    pub fn management_connect_url(&self) -> Result<Option<SecretUrl>, Error> {
+        let Some(url) = &self.management_url else {
+            return Ok(None);
+        };
+        let password = secret(
+            "rabbitmq.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+        )?;
+        with_password("rabbitmq", url.expose(), password).map(|u| Some(SecretUrl(u)))
+    }
 }
 
 /// `[rocketmq]`.
@@ -271,6 +408,9 @@ pub struct RocketSection {
     /// Largest message body in bytes, as the broker's `maxMessageSize` (default 4 MiB): a
     /// larger message is refused before sending (the relay parks it).
     pub max_message_size: Option<usize>,
+    /// Allows a plaintext link to another machine (the RocketMQ client has no TLS here).
+    #[serde(default)]
+    pub allow_plaintext: bool,
 }
 
 /// `[redis]`.
@@ -282,6 +422,29 @@ pub struct RedisSection {
     /// The key prefix the consumers' `RedisDedupe::with_prefix` uses (default none).
     #[serde(default)]
     pub prefix: String,
+    /// The password of the URL's user, when the URL leaves it out
+    /// (`ZEROLOST_REDIS__PASSWORD`).
+    pub password: Option<Secret>,
+    /// A file holding the password.
+    pub password_file: Option<PathBuf>,
+    /// CA, client certificate and key of a `rediss://` URL.
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// Allows a plaintext link to another machine.
+    #[serde(default)]
+    pub allow_plaintext: bool,
+}
+
+impl RedisSection {
+    /// The URL to connect with, the password put in when it is given apart.
+    pub fn connect_url(&self) -> Result<SecretUrl, Error> {
+        let password = secret(
+            "redis.password",
+            self.password.as_ref(),
+            self.password_file.as_ref(),
+        )?;
+        with_password("redis", self.url.expose(), password).map(SecretUrl)
+    }
 }
 
 fn yes() -> bool {

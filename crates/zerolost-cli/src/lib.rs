@@ -9,5 +9,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod links;
 pub mod ops;
 pub mod process;

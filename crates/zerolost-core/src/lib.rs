@@ -23,6 +23,7 @@ pub mod parking;
 mod pipeline;
 mod publish;
 pub mod redrive;
+mod security;
 mod subscribe;
 pub mod telemetry;
 pub mod trace;
@@ -53,6 +54,10 @@ pub use pipeline::{
     ReconcileReport, Reconciler, Relay, RelayConfig, RelayRound, RelayTotals,
 };
 pub use publish::{Publisher, Receipt};
+pub use security::{
+    LinkFailure, LinkSecurity, TlsFiles, explain_link_error, is_loopback_host, link_hosts,
+    read_secret_file, refuse_remote_plaintext,
+};
 pub use subscribe::{Acknowledger, Delivery, Subscriber};
 pub use trace::TRACEPARENT_HEADER;
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+
+use crate::link::explained;
 use rdkafka::error::RDKafkaErrorCode;
 use zerolost_core::Error;
 
@@ -57,13 +59,10 @@ pub async fn ensure_topic(config: &KafkaConfig, topic: &str, spec: TopicSpec) ->
     .set("min.insync.replicas", &min_insync)
     .set("unclean.leader.election.enable", "false");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin
-        .create_topics([&new], &options)
-        .await
-        .map_err(|source| KafkaError::Client {
-            operation: "create topic",
-            source,
-        })?;
+    let results = match admin.create_topics([&new], &options).await {
+        Ok(results) => results,
+        Err(source) => return Err(explained(config, "create topic", source).await.into()),
+    };
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

@@ -52,10 +52,14 @@ pub async fn audit(config: &KafkaConfig, topic: &str) -> Result<Audit, Error> {
     let admin: AdminClient<DefaultClientContext> =
         config.admin_config().create().map_err(KafkaError::Config)?;
     let timeout = Duration::from_secs(10);
-    let metadata = admin
-        .inner()
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(client_error("read metadata"))?;
+    let metadata = match admin.inner().fetch_metadata(Some(topic), timeout) {
+        Ok(metadata) => metadata,
+        Err(source) => {
+            return Err(crate::link::explained(config, "read metadata", source)
+                .await
+                .into());
+        }
+    };
     let unroutable = || Error::Unroutable {
         destination: topic.to_owned(),
     };

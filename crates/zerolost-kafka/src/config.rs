@@ -124,6 +124,18 @@ impl std::fmt::Debug for KafkaConfig {
     }
 }
 
+/// Settings an admin client does not take (librdkafka warns about each one it ignores).
+const ADMIN_IGNORES: [&str; 8] = [
+    "acks",
+    "enable.idempotence",
+    "message.timeout.ms",
+    "linger.ms",
+    "compression.type",
+    "enable.auto.commit",
+    "auto.offset.reset",
+    "isolation.level",
+];
+
 impl KafkaConfig {
     /// Settings for the cluster at `brokers` (`host:port[,host:port…]`).
     pub fn new(brokers: impl Into<String>) -> Self {
@@ -195,19 +207,30 @@ impl KafkaConfig {
         Ok(config)
     }
 
-    /// A client configuration for admin requests.
+    /// A client configuration for admin requests: the link's settings (TLS, SASL, timeouts)
+    /// with the producer's and consumer's own left out.
     pub fn admin_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers);
+        let mut config = self.base();
+        for key in ADMIN_IGNORES {
+            config.remove(key);
+        }
         config
     }
 
-    fn checked(&self, rules: &[Rule]) -> Result<ClientConfig, KafkaError> {
+    /// The brokers and every setting, with librdkafka's warnings and errors passed to the
+    /// client context (a failed TLS handshake or SASL login is reported only there).
+    fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in &self.settings {
             config.set(key, value);
         }
+        config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+        config
+    }
+
+    fn checked(&self, rules: &[Rule]) -> Result<ClientConfig, KafkaError> {
+        let mut config = self.base();
         for rule in rules {
             match self.settings.get(rule.setting) {
                 Some(value) if !(rule.safe)(value) => {

@@ -38,6 +38,18 @@ pub enum KafkaError {
         #[source]
         source: ClientError,
     },
+    /// A client operation failed while the link itself reported an error (a TLS handshake
+    /// or a SASL login that failed), named with its cause.
+    #[error("Kafka {operation} failed: {source}; the link reported: {link}")]
+    Link {
+        /// What was being done.
+        operation: &'static str,
+        /// The client's error.
+        #[source]
+        source: ClientError,
+        /// The link's last error, with its cause.
+        link: String,
+    },
     /// The delivery report never arrived (the producer was dropped while it was in flight).
     #[error("the delivery report for `{topic}` was lost; the message may or may not be stored")]
     ReportLost {
@@ -103,7 +115,7 @@ impl KafkaError {
                 Some(Class::UnknownTopic) => *auto_create,
                 Some(Class::Retryable) | None => true,
             },
-            KafkaError::Client { source, .. } => {
+            KafkaError::Client { source, .. } | KafkaError::Link { source, .. } => {
                 !matches!(code_of(source).map(classify), Some(Class::Permanent))
             }
         }
@@ -132,7 +144,7 @@ impl From<KafkaError> for CoreError {
             KafkaError::ReportLost { .. } => CoreError::NotConfirmed {
                 reason: error.to_string(),
             },
-            KafkaError::Client { .. } => {
+            KafkaError::Client { .. } | KafkaError::Link { .. } => {
                 let retryable = error.is_retryable();
                 CoreError::backend("kafka", retryable, error)
             }

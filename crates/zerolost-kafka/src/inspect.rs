@@ -7,6 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use zerolost_core::{Error, Incoming};
 
+use crate::link::LinkContext;
 use crate::{KafkaConfig, KafkaError, subscriber};
 
 /// Every record of `topic` up to its current end (the high watermark of each partition
@@ -35,13 +36,14 @@ fn client_error(operation: &'static str) -> impl Fn(rdkafka::error::KafkaError) 
 
 fn read_to_end(config: &KafkaConfig, topic: &str) -> Result<Vec<Incoming>, Error> {
     let timeout = Duration::from_secs(10);
-    let consumer: BaseConsumer = config
+    let context = LinkContext::default();
+    let consumer: BaseConsumer<LinkContext> = config
         .consumer_config("zerolost-inspect")?
-        .create()
+        .create_with_context(context.clone())
         .map_err(KafkaError::Config)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
-        .map_err(client_error("read topic metadata"))?;
+        .map_err(|source| context.failed("read topic metadata", source))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()

@@ -18,6 +18,7 @@ mod config;
 mod dlq;
 mod error;
 mod inspect;
+mod link;
 pub mod mock;
 mod publisher;
 mod subscriber;
@@ -30,6 +31,7 @@ pub use config::KafkaConfig;
 pub use dlq::dead_letters;
 pub use error::KafkaError;
 pub use inspect::topic_contents;
+pub use link::check_link;
 pub use publisher::KafkaPublisher;
 pub use subscriber::{
     GroupEvent, KafkaSubscriber, OFFSET_HEADER, Ordering, PARTITION_HEADER, SubscriberOptions,

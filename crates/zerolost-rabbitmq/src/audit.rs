@@ -6,7 +6,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
-use zerolost_core::{Error, Finding, Severity, redact_url};
+use zerolost_core::{Error, Finding, Severity, TlsFiles, redact_url};
 
 use crate::RabbitError;
 
@@ -40,6 +40,7 @@ pub struct ManagementApi {
     authorization: Option<String>,
     vhost: String,
     shown: String,
+    tls: TlsFiles,
 }
 
 impl std::fmt::Debug for ManagementApi {
@@ -89,12 +90,62 @@ impl ManagementApi {
         } else {
             format!("{scheme}://{host}/{path}")
         };
+        #[cfg(not(feature = "tls"))]
+        if scheme.eq_ignore_ascii_case("https") {
+            return Err(crate::tls::unsupported(&shown));
+        }
         Ok(Self {
             base,
             authorization,
             vhost: vhost.to_owned(),
             shown,
+            tls: TlsFiles::default(),
         })
+    }
+
+    /// The CA and client certificate of an `https://` API (without a CA file Mozilla's
+    /// roots are trusted); the server's name is checked against its certificate.
+    pub fn with_tls(mut self, files: TlsFiles) -> Result<Self, RabbitError> {
+        files
+            .check()
+            .map_err(|e| RabbitError::Invalid(format!("management {e}")))?;
+        if files.is_set() && !self.is_encrypted() {
+            return Err(RabbitError::Invalid(format!(
+                "management TLS files are set but `{}` is not https://",
+                self.shown
+            )));
+        }
+        self.tls = files;
+        Ok(self)
+    }
+
+    /// Whether the API is reached over https.
+    pub fn is_encrypted(&self) -> bool {
+        self.base.to_ascii_lowercase().starts_with("https://")
+    }
+
+    /// Whether the calls carry credentials.
+    pub fn is_authenticated(&self) -> bool {
+        self.authorization.is_some()
+    }
+
+    /// The API's address without credentials.
+    pub fn redacted_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The HTTP client of one call: TLS settings for https.
+    fn agent(&self) -> Result<ureq::Agent, RabbitError> {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false);
+        #[cfg(feature = "tls")]
+        let config = if self.is_encrypted() {
+            config.tls_config(crate::tls::http_tls(&self.tls)?)
+        } else {
+            config
+        };
+        Ok(config.build().new_agent())
     }
 
     /// `GET /api/{path}`; `Ok(None)` on 404.
@@ -118,12 +169,8 @@ impl ManagementApi {
         let url = format!("{}/api/{path}", self.base);
         let authorization = self.authorization.clone();
         let shown = self.shown.clone();
+        let agent = self.agent()?;
         let answer = tokio::task::spawn_blocking(move || {
-            let agent = ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(10)))
-                .http_status_as_error(false)
-                .build()
-                .new_agent();
             let mut response = if let Some(body) = body {
                 let mut request = agent.put(&url);
                 if let Some(authorization) = &authorization {
@@ -143,7 +190,10 @@ impl ManagementApi {
                 }
                 request.call()
             }
-            .map_err(|e| (format!("{method} {path}: {e}"), true))?;
+            .map_err(|e| {
+                let text = zerolost_core::explain_link_error(&format!("{method} {path}: {e}"));
+                (text, true)
+            })?;
             match response.status().as_u16() {
                 404 | 204 | 201 => Ok(None),
                 200 => response

@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use lapin::uri::AMQPUri;
-use zerolost_core::redact_url;
+use zerolost_core::{TlsFiles, redact_url};
 
 use crate::RabbitError;
 
@@ -37,6 +37,7 @@ pub struct RabbitConfig {
     confirms: bool,
     persistent: bool,
     unsafe_allowed: Option<String>,
+    tls: TlsFiles,
 }
 
 impl RabbitConfig {
@@ -54,7 +55,40 @@ impl RabbitConfig {
             confirms: true,
             persistent: true,
             unsafe_allowed: None,
+            tls: TlsFiles::default(),
         }
+    }
+
+    /// The CA and client certificate of an `amqps://` URL (needs the `tls` feature). The
+    /// server's name is checked against its certificate; without a CA file the system's
+    /// roots are trusted.
+    ///
+    /// ```
+    /// use zerolost_core::TlsFiles;
+    /// use zerolost_rabbitmq::RabbitConfig;
+    /// let config = RabbitConfig::new("amqps://app:s3cret@mq.internal:5671/%2f")
+    ///     .tls(TlsFiles::default().ca("/etc/zerolost/ca.pem"));
+    /// assert!(config.is_encrypted());
+    /// // TLS files with a plaintext URL are a mistake, not a silent downgrade:
+    /// let plain = RabbitConfig::new("amqp://mq.internal").tls(TlsFiles::default().ca("ca.pem"));
+    /// assert!(plain.validate().unwrap_err().to_string().contains("amqps://"));
+    /// ```
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = files;
+        self
+    }
+
+    /// The TLS files set by [`tls`](Self::tls).
+    pub fn tls_files(&self) -> &TlsFiles {
+        &self.tls
+    }
+
+    /// Whether the AMQP link is TLS (`amqps://`).
+    pub fn is_encrypted(&self) -> bool {
+        self.url
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("amqps://")
     }
 
     /// How many unacknowledged deliveries a consumer holds at once (`basic.qos`; default 100).
@@ -153,6 +187,19 @@ impl RabbitConfig {
     /// unless [`allow_unsafe`](Self::allow_unsafe) was called.
     pub fn validate(&self) -> Result<(), RabbitError> {
         self.uri()?;
+        if self.tls.is_set() && !self.is_encrypted() {
+            return Err(RabbitError::Invalid(format!(
+                "TLS files are set but `{}` is not TLS: use amqps:// (usually port 5671)",
+                self.redacted_url()
+            )));
+        }
+        #[cfg(not(feature = "tls"))]
+        if self.is_encrypted() {
+            return Err(crate::tls::unsupported(&self.redacted_url()));
+        }
+        self.tls
+            .check()
+            .map_err(|e| RabbitError::Invalid(e.to_string()))?;
         if self.prefetch == 0 {
             return Err(RabbitError::Invalid(
                 "prefetch 0 means unlimited: one consumer would hold the whole queue; set 1..=65535"
@@ -230,6 +277,7 @@ impl fmt::Debug for RabbitConfig {
             .field("confirms", &self.confirms)
             .field("persistent", &self.persistent)
             .field("unsafe_allowed", &self.unsafe_allowed)
+            .field("tls", &self.tls)
             .finish()
     }
 }

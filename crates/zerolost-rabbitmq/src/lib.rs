@@ -23,6 +23,7 @@ mod publisher;
 mod subscriber;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod tls;
 mod topology;
 
 pub use audit::{Audit, ManagementApi, audit, audit_dead_letters};

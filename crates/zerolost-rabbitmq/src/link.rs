@@ -105,23 +105,52 @@ pub(crate) async fn connect(config: &RabbitConfig) -> Result<Connection, RabbitE
     let uri = config.uri()?;
     let properties = ConnectionProperties::default().with_connection_name("zerolost".into());
     let url = config.redacted_url();
-    match tokio::time::timeout(
-        config.connect_timeout_value(),
-        Connection::connect_uri(uri, properties),
-    )
-    .await
-    {
+    let tls = tls_of(config, &uri)?;
+    match tokio::time::timeout(config.connect_timeout_value(), open(uri, properties, tls)).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(RabbitError::Connect {
             url,
             retryable: lapin_is_retryable(&e),
-            reason: zerolost_core::redact_url(&e.to_string()),
+            reason: zerolost_core::explain_link_error(&zerolost_core::redact_url(&e.to_string())),
         }),
         Err(_) => Err(RabbitError::Connect {
             url,
             reason: format!("no connection within {:?}", config.connect_timeout_value()),
             retryable: true,
         }),
+    }
+}
+
+/// The TLS settings of an `amqps://` URL (`None`: plaintext).
+#[cfg(feature = "tls")]
+type Tls = Option<lapin::tcp::OwnedTLSConfig>;
+#[cfg(not(feature = "tls"))]
+type Tls = Option<std::convert::Infallible>;
+
+fn tls_of(config: &RabbitConfig, uri: &lapin::uri::AMQPUri) -> Result<Tls, RabbitError> {
+    if uri.scheme != lapin::uri::AMQPScheme::AMQPS {
+        return Ok(None);
+    }
+    #[cfg(feature = "tls")]
+    return crate::tls::amqp_tls(config.tls_files()).map(Some);
+    #[cfg(not(feature = "tls"))]
+    Err(crate::tls::unsupported(&config.redacted_url()))
+}
+
+/// Opens the connection: over TLS with the configured CA and client certificate for
+/// `amqps://`.
+async fn open(
+    uri: lapin::uri::AMQPUri,
+    properties: ConnectionProperties,
+    tls: Tls,
+) -> lapin::Result<Connection> {
+    match tls {
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let runtime = lapin::runtime::default_runtime()?;
+            Connection::connect_uri_with_config(uri, properties, tls, runtime).await
+        }
+        _ => Connection::connect_uri(uri, properties).await,
     }
 }
 

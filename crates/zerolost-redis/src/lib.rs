@@ -14,6 +14,8 @@ mod keys;
 mod parking;
 mod scripts;
 mod store;
+mod tls;
 
 pub use error::RedisStoreError;
 pub use store::RedisDedupe;
+pub use tls::client;

@@ -10,7 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use zerolost_core::parking::ParkedDeadLetter;
 use zerolost_core::{
     Claim, ClaimToken, ConsumerLedger, DedupeStore, Error, FailureRecord, MessageId, Outcome,
-    ProcessedEntry, Snapshot, redact_url,
+    ProcessedEntry, Snapshot, TlsFiles, redact_url,
 };
 
 use crate::keys::Keys;
@@ -53,8 +53,24 @@ impl RedisDedupe {
     /// connection manager; operations time out after 2 s. The password never appears in
     /// errors.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url)
-            .map_err(|e| Error::Config(format!("redis url {}: {e}", redact_url(url))))?;
+        Self::connect_with_tls(url, &TlsFiles::default()).await
+    }
+
+    /// Connects to a `rediss://` URL with a CA file (instead of the system's roots) and, for
+    /// mutual TLS, a client certificate; needs the `tls` feature. The server's name is
+    /// checked against its certificate. `rediss://user:password@host:port` logs in as an
+    /// ACL user.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), zerolost_core::Error> {
+    /// use zerolost_core::TlsFiles;
+    /// use zerolost_redis::RedisDedupe;
+    /// let tls = TlsFiles::default().ca("/etc/zerolost/ca.pem");
+    /// let store = RedisDedupe::connect_with_tls("rediss://app:s3cret@cache.internal:6380", &tls).await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn connect_with_tls(url: &str, tls: &TlsFiles) -> Result<Self, Error> {
+        let client = crate::tls::client(url, tls)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
@@ -62,7 +78,10 @@ impl RedisDedupe {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| Error::unavailable(&redact_url(url), e))?;
+            .map_err(|e| {
+                let text = zerolost_core::explain_link_error(&redact_url(&e.to_string()));
+                Error::unavailable(&redact_url(url), text)
+            })?;
         Ok(Self::new(conn))
     }
 

@@ -32,6 +32,7 @@ mod schema;
 mod statements;
 mod store;
 mod tables;
+mod tls;
 mod transactional;
 
 #[cfg(feature = "sqlite")]
@@ -53,6 +54,7 @@ pub use outbox::SqlOutbox;
 pub use statements::Migration;
 pub use store::{Purged, Retention, SqlStore, begin_error};
 pub use tables::Tables;
+pub use tls::url_requires_tls;
 pub use transactional::{InTransaction, TransactionalHandler};
 
 #[cfg(feature = "mysql")]

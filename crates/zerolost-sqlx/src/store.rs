@@ -72,7 +72,11 @@ impl<DB: Dialect> SqlStore<DB> {
     pub async fn connect(url: &str, tables: Tables) -> Result<Self, CoreError> {
         DB::check_tables(&tables)?;
         let pool = DB::connect_pool(url).await.map_err(|e| {
-            CoreError::unavailable(&zerolost_core::redact_url(url), db_err::<DB>("connect")(e))
+            let text = zerolost_core::redact_url(&db_err::<DB>("connect")(e).to_string());
+            CoreError::unavailable(
+                &zerolost_core::redact_url(url),
+                zerolost_core::explain_link_error(&text),
+            )
         })?;
         Ok(Self::new(pool, tables))
     }

@@ -21,6 +21,7 @@ mod publishers;
 pub mod scenario;
 pub mod tasks;
 pub mod timeline;
+pub mod tls;
 mod verdict;
 mod withhold;
 

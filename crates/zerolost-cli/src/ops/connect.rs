@@ -122,7 +122,7 @@ impl OutboxDb {
     pub async fn connect(section: &OutboxSection) -> Result<Self, Error> {
         Self::open(
             "outbox",
-            &section.url,
+            &section.connect_url()?,
             section.table_prefix.as_deref(),
             section.schema.as_deref(),
         )
@@ -133,7 +133,7 @@ impl OutboxDb {
     pub async fn connect_inbox(section: &InboxSection) -> Result<Self, Error> {
         Self::open(
             "inbox",
-            &section.url,
+            &section.connect_url()?,
             section.table_prefix.as_deref(),
             section.schema.as_deref(),
         )
@@ -322,7 +322,7 @@ fn missing(section: &str) -> Error {
 pub fn kafka_config(config: &Config) -> Result<zerolost_kafka::KafkaConfig, Error> {
     let section = config.kafka.as_ref().ok_or_else(|| missing("kafka"))?;
     let mut kafka = zerolost_kafka::KafkaConfig::new(&section.brokers);
-    for (key, value) in &section.client {
+    for (key, value) in &section.client_settings()? {
         kafka = kafka.set(key, value);
     }
     for key in &section.allow_unsafe {
@@ -344,7 +344,8 @@ pub fn rabbit_config(config: &Config) -> Result<zerolost_rabbitmq::RabbitConfig,
         .rabbitmq
         .as_ref()
         .ok_or_else(|| missing("rabbitmq"))?;
-    let mut rabbit = zerolost_rabbitmq::RabbitConfig::new(section.url.expose());
+    let mut rabbit = zerolost_rabbitmq::RabbitConfig::new(section.connect_url()?.expose())
+        .tls(section.tls.clone());
     if let Some(timeout) = section.confirm_timeout {
         rabbit = rabbit.confirm_timeout(timeout);
     }
@@ -391,10 +392,13 @@ pub async fn ledger(config: &Config) -> Result<Arc<dyn ConsumerLedger>, Error> {
     if let Some(redis) = &config.redis {
         #[cfg(feature = "redis")]
         return Ok(Arc::new(
-            zerolost_redis::RedisDedupe::connect(redis.url.expose())
-                .await?
-                .with_prefix(&redis.prefix)
-                .map_err(|e| Error::Config(format!("redis.prefix: {e}")))?,
+            zerolost_redis::RedisDedupe::connect_with_tls(
+                redis.connect_url()?.expose(),
+                &redis.tls,
+            )
+            .await?
+            .with_prefix(&redis.prefix)
+            .map_err(|e| Error::Config(format!("redis.prefix: {e}")))?,
         ));
         #[cfg(not(feature = "redis"))]
         return Err(not_built(&format!("[redis] {}", redis.url), "redis"));

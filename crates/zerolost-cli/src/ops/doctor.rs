@@ -228,7 +228,11 @@ async fn check_redis(config: &Config, checks: &mut Vec<Check>) {
         return;
     };
     let target = format!("redis {}", section.url);
-    match zerolost_redis::RedisDedupe::connect(section.url.expose()).await {
+    let connected = match section.connect_url() {
+        Ok(url) => zerolost_redis::RedisDedupe::connect_with_tls(url.expose(), &section.tls).await,
+        Err(e) => Err(e),
+    };
+    match connected {
         Ok(_) => checks.push(Check::ok(&target, "reachable", "dedupe store")),
         Err(e) => checks.push(Check::error(
             &target,
@@ -324,7 +328,19 @@ async fn check_rabbitmq(config: &Config, checks: &mut Vec<Check>) {
     let Some(_) = settings(&target, rabbit_config(config), checks) else {
         return;
     };
-    let Some(management) = &section.management_url else {
+    let management = match section.management_connect_url() {
+        Ok(url) => url,
+        Err(e) => {
+            checks.push(Check::error(
+                &target,
+                "management API",
+                &e,
+                "fix [rabbitmq]",
+            ));
+            return;
+        }
+    };
+    let Some(management) = &management else {
         checks.push(Check::new(
             &target,
             "durability audit",
@@ -334,7 +350,9 @@ async fn check_rabbitmq(config: &Config, checks: &mut Vec<Check>) {
         ));
         return;
     };
-    let api = match zerolost_rabbitmq::ManagementApi::new(management.expose(), &section.vhost) {
+    let api = zerolost_rabbitmq::ManagementApi::new(management.expose(), &section.vhost)
+        .and_then(|api| api.with_tls(section.tls.clone()));
+    let api = match api {
         Ok(api) => api,
         Err(e) => {
             checks.push(Check::error(

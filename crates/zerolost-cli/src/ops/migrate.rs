@@ -23,7 +23,7 @@ pub struct MigrateArgs {
 /// One database of the config: `outbox` or `inbox`.
 struct Target<'a> {
     key: &'static str,
-    url: &'a SecretUrl,
+    url: SecretUrl,
     prefix: Option<&'a str>,
     schema: Option<&'a str>,
 }
@@ -58,7 +58,11 @@ struct Script {
 fn targets(config: &Config) -> Result<Vec<Target<'_>>, Error> {
     let mut targets = Vec::new();
     if let Some(o) = &config.outbox {
-        let (url, prefix, schema) = (&o.url, o.table_prefix.as_deref(), o.schema.as_deref());
+        let (url, prefix, schema) = (
+            o.connect_url()?,
+            o.table_prefix.as_deref(),
+            o.schema.as_deref(),
+        );
         targets.push(Target {
             key: "outbox",
             url,
@@ -67,7 +71,11 @@ fn targets(config: &Config) -> Result<Vec<Target<'_>>, Error> {
         });
     }
     if let Some(i) = &config.inbox {
-        let (url, prefix, schema) = (&i.url, i.table_prefix.as_deref(), i.schema.as_deref());
+        let (url, prefix, schema) = (
+            i.connect_url()?,
+            i.table_prefix.as_deref(),
+            i.schema.as_deref(),
+        );
         let same = targets.first().is_some_and(|o: &Target<'_>| {
             o.url.expose() == url.expose() && o.prefix == prefix && o.schema == schema
         });
@@ -90,7 +98,7 @@ fn targets(config: &Config) -> Result<Vec<Target<'_>>, Error> {
 
 /// Applies the pending migrations of `target`; the versions it applied.
 async fn apply(target: &Target<'_>) -> Result<Report, Error> {
-    let db = OutboxDb::open(target.key, target.url, target.prefix, target.schema).await?;
+    let db = OutboxDb::open(target.key, &target.url, target.prefix, target.schema).await?;
     let pending = db.pending_migrations().await?;
     db.migrate().await?;
     Ok(Report {
@@ -104,7 +112,7 @@ async fn apply(target: &Target<'_>) -> Result<Report, Error> {
 
 /// The schema of `target`, without connecting.
 fn print(target: &Target<'_>) -> Result<Report, Error> {
-    let schema = OutboxDb::schema_for(target.key, target.url, target.prefix, target.schema)?;
+    let schema = OutboxDb::schema_for(target.key, &target.url, target.prefix, target.schema)?;
     let migrations = schema
         .migrations
         .into_iter()

@@ -35,6 +35,7 @@ struct Health {
 /// Runs the relay until SIGTERM / SIGINT.
 pub async fn run(_args: RelayArgs, global: &Global) -> Result<ExitCode, Error> {
     let config = global.load()?;
+    config.refuse_remote_plaintext()?;
     let section = config.outbox()?;
     let patience = config.relay.startup_patience;
     let db = patiently("the outbox", patience, || OutboxDb::connect(section)).await?;

@@ -1,0 +1,61 @@
+//! The Redis client of a URL: `rediss://` with the CA and client certificate of
+//! [`TlsFiles`] (the `tls` feature), `redis://` as it is.
+
+use zerolost_core::{Error, TlsFiles, redact_url};
+
+/// A client for `url`; a `rediss://` URL uses `tls` (a CA file replaces the system's
+/// roots). TLS files with a `redis://` URL, or a `rediss://` URL without the `tls`
+/// feature, are refused.
+///
+/// ```
+/// use zerolost_core::TlsFiles;
+/// let plain = zerolost_redis::client("redis://127.0.0.1:6379", &TlsFiles::default());
+/// assert!(plain.is_ok());
+/// let mixed = zerolost_redis::client("redis://127.0.0.1:6379", &TlsFiles::default().ca("ca.pem"));
+/// assert!(mixed.unwrap_err().to_string().contains("rediss://"));
+/// ```
+pub fn client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
+    let shown = redact_url(url);
+    let invalid = |e: &dyn std::fmt::Display| Error::Config(format!("redis url {shown}: {e}"));
+    let encrypted = url
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("rediss://");
+    if tls.is_set() && !encrypted {
+        return Err(Error::Config(format!(
+            "redis: TLS files are set but `{shown}` is not TLS: use rediss://"
+        )));
+    }
+    if !encrypted {
+        return redis::Client::open(url).map_err(|e| invalid(&e));
+    }
+    tls_client(url, tls).map_err(|e| match e {
+        Error::Config(_) => e,
+        other => invalid(&other),
+    })
+}
+
+#[cfg(feature = "tls")]
+fn tls_client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
+    let client_tls = tls
+        .read_identity()?
+        .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+            client_cert,
+            client_key,
+        });
+    let certificates = redis::TlsCertificates {
+        client_tls,
+        root_cert: tls.read_ca()?,
+    };
+    redis::Client::build_with_tls(url, certificates)
+        .map_err(|e| Error::Config(format!("redis url {}: {e}", redact_url(url))))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_client(url: &str, _tls: &TlsFiles) -> Result<redis::Client, Error> {
+    Err(Error::Config(format!(
+        "`{}` is a TLS URL, but zerolost-redis was built without its `tls` feature \
+         (zerolost's `tls`): turn it on to use rediss://",
+        redact_url(url)
+    )))
+}

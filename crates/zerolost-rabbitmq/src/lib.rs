@@ -31,6 +31,7 @@ pub use config::RabbitConfig;
 pub use dlq::RabbitDeadLetters;
 pub use error::RabbitError;
 pub use inspect::queue_contents;
+pub use link::check_link;
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
 pub use topology::{QueueSpec, declare_destination, declare_exchange, delete_destination};

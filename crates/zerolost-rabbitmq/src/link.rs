@@ -100,6 +100,30 @@ impl Link {
     }
 }
 
+/// Checks that the broker of `config` can be reached over its link (TLS, credentials):
+/// connects, then closes. A failure names its cause (unknown CA, name mismatch, expired
+/// certificate, bad credentials, plaintext port).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), zerolost_rabbitmq::RabbitError> {
+/// use zerolost_core::TlsFiles;
+/// use zerolost_rabbitmq::{RabbitConfig, check_link};
+/// let config = RabbitConfig::new("amqps://app:s3cret@mq.internal:5671/%2f")
+///     .tls(TlsFiles::default().ca("/etc/zerolost/ca.pem"));
+/// check_link(&config).await?;
+/// # Ok(()) }
+/// ```
+pub async fn check_link(config: &RabbitConfig) -> Result<(), RabbitError> {
+    config.validate()?;
+    let connection = connect(config).await?;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        connection.close(200, "zerolost: link checked".into()),
+    )
+    .await;
+    Ok(())
+}
+
 /// Connects within the configured timeout.
 pub(crate) async fn connect(config: &RabbitConfig) -> Result<Connection, RabbitError> {
     let uri = config.uri()?;

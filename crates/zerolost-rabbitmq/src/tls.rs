@@ -9,6 +9,8 @@ use crate::RabbitError;
 /// identity for mutual TLS.
 #[cfg(feature = "tls")]
 pub(crate) fn amqp_tls(files: &TlsFiles) -> Result<lapin::tcp::OwnedTLSConfig, RabbitError> {
+    // A process-level provider, unless the application chose one (a tree with two has none).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cert_chain = files
         .read_ca()
         .map_err(invalid)?

@@ -79,7 +79,14 @@ impl RedisDedupe {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| {
-                let text = zerolost_core::explain_link_error(&redact_url(&e.to_string()));
+                let mut text = zerolost_core::explain_link_error(&redact_url(&e.to_string()));
+                if e.is_timeout() && url.trim_start().starts_with("rediss://") {
+                    // A plaintext Redis never answers a TLS hello: it waits for a line.
+                    text.push_str(
+                        " (no TLS answer: if this port speaks plaintext, use the server's \
+                         tls-port, or redis:// for a plaintext port)",
+                    );
+                }
                 Error::unavailable(&redact_url(url), text)
             })?;
         Ok(Self::new(conn))

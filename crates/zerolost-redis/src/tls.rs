@@ -37,6 +37,9 @@ pub fn client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
 
 #[cfg(feature = "tls")]
 fn tls_client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
+    // The redis client builds its rustls config with the process's default provider: one is
+    // chosen here unless the application chose already (a tree with two providers has none).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client_tls = tls
         .read_identity()?
         .map(|(client_cert, client_key)| redis::ClientTlsConfig {

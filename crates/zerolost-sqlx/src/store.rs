@@ -71,6 +71,10 @@ impl<DB: Dialect> SqlStore<DB> {
     /// Connects a pool to `url` (the password never appears in errors).
     pub async fn connect(url: &str, tables: Tables) -> Result<Self, CoreError> {
         DB::check_tables(&tables)?;
+        // sqlx builds its rustls config with the process's default provider: one is chosen
+        // here unless the application chose already (a tree with two providers has none).
+        #[cfg(feature = "tls")]
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let pool = DB::connect_pool(url).await.map_err(|e| {
             let text = zerolost_core::redact_url(&db_err::<DB>("connect")(e).to_string());
             CoreError::unavailable(

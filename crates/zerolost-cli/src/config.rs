@@ -13,7 +13,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use zerolost_core::{Backoff, Error, RelayConfig, TlsFiles, redact_url};
 
-use crate::links::{Secret, secret, with_password};
+use crate::secrets::{Secret, secret, with_password};
 
 /// The top-level sections an environment override may name (`ZEROLOST_OUTBOX__URL`);
 /// other `ZEROLOST_*` variables (`ZEROLOST_LOG`, the test suite's) are not config.

@@ -12,3 +12,4 @@ pub mod config;
 pub mod links;
 pub mod ops;
 pub mod process;
+pub mod secrets;

@@ -55,8 +55,8 @@ pub use pipeline::{
 };
 pub use publish::{Publisher, Receipt};
 pub use security::{
-    LinkFailure, LinkSecurity, TlsFiles, explain_link_error, is_loopback_host, link_hosts,
-    read_secret_file, refuse_remote_plaintext,
+    ClientIdentity, LinkFailure, LinkSecurity, TlsFiles, explain_link_error, is_loopback_host,
+    link_hosts, read_secret_file, refuse_remote_plaintext,
 };
 pub use subscribe::{Acknowledger, Delivery, Subscriber};
 pub use trace::TRACEPARENT_HEADER;

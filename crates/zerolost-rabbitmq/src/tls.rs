@@ -1,6 +1,7 @@
 //! TLS for the AMQP link (`amqps://`) and the management API (`https://`): rustls with the
 //! CA and client certificate of [`TlsFiles`], built only with the `tls` feature.
 
+#[cfg(feature = "tls")]
 use zerolost_core::TlsFiles;
 
 use crate::RabbitError;
@@ -15,10 +16,14 @@ pub(crate) fn amqp_tls(files: &TlsFiles) -> Result<lapin::tcp::OwnedTLSConfig, R
         .read_ca()
         .map_err(invalid)?
         .map(|pem| String::from_utf8_lossy(&pem).into_owned());
-    let identity = files
-        .read_identity()
-        .map_err(invalid)?
-        .map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem, key });
+    let identity =
+        files
+            .read_identity()
+            .map_err(invalid)?
+            .map(|id| lapin::tcp::OwnedIdentity::PKCS8 {
+                pem: id.cert_pem,
+                key: id.key_pem,
+            });
     Ok(lapin::tcp::OwnedTLSConfig {
         identity,
         cert_chain,
@@ -51,9 +56,10 @@ pub(crate) fn http_tls(files: &TlsFiles) -> Result<ureq::tls::TlsConfig, RabbitE
             .map_err(|e| pem_error("tls.ca_file", e))?;
         builder = builder.root_certs(RootCerts::new_with_certs(&roots));
     }
-    if let Some((cert, key)) = files.read_identity().map_err(invalid)? {
-        let chain = vec![Certificate::from_pem(&cert).map_err(|e| pem_error("tls.cert_file", e))?];
-        let key = PrivateKey::from_pem(&key).map_err(|e| pem_error("tls.key_file", e))?;
+    if let Some(id) = files.read_identity().map_err(invalid)? {
+        let chain =
+            vec![Certificate::from_pem(&id.cert_pem).map_err(|e| pem_error("tls.cert_file", e))?];
+        let key = PrivateKey::from_pem(&id.key_pem).map_err(|e| pem_error("tls.key_file", e))?;
         builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(builder.build())

@@ -40,12 +40,10 @@ fn tls_client(url: &str, tls: &TlsFiles) -> Result<redis::Client, Error> {
     // The redis client builds its rustls config with the process's default provider: one is
     // chosen here unless the application chose already (a tree with two providers has none).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let client_tls = tls
-        .read_identity()?
-        .map(|(client_cert, client_key)| redis::ClientTlsConfig {
-            client_cert,
-            client_key,
-        });
+    let client_tls = tls.read_identity()?.map(|id| redis::ClientTlsConfig {
+        client_cert: id.cert_pem,
+        client_key: id.key_pem,
+    });
     let certificates = redis::TlsCertificates {
         client_tls,
         root_cert: tls.read_ca()?,

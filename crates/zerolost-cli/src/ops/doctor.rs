@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde::Serialize;
-use zerolost_core::Error;
-#[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
-use zerolost_core::{Finding, Severity};
+use zerolost_core::{Error, Finding, LinkSecurity, Severity};
 
 use super::Global;
 use super::connect::OutboxDb;
@@ -68,6 +66,9 @@ impl Check {
     }
     #[cfg(any(feature = "kafka", feature = "rabbitmq", feature = "rocketmq"))]
     fn finding(target: &str, finding: Finding) -> Self {
+        Self::from_finding(target, finding)
+    }
+    fn from_finding(target: &str, finding: Finding) -> Self {
         let status = match finding.severity {
             Severity::Unsafe => Status::Unsafe,
             Severity::Advice => Status::Advice,
@@ -82,11 +83,13 @@ impl Check {
     }
 }
 
-/// `doctor --json`: `ok` is false when any check is unsafe or could not run.
+/// `doctor --json`: `ok` is false when any check is unsafe or could not run; `links`
+/// says per link whether it is encrypted and authenticated.
 #[derive(Debug, Serialize)]
 struct Report {
     ok: bool,
     checks: Vec<Check>,
+    links: Vec<LinkSecurity>,
 }
 
 /// Runs every check; exit 1 on an unsafe finding or an unreachable service.
@@ -110,6 +113,8 @@ pub async fn run(_args: DoctorArgs, global: &Global) -> Result<ExitCode, Error> 
     check_rocketmq(&config, &mut checks).await;
     #[cfg(not(feature = "rocketmq"))]
     left_out(config.rocketmq.is_some(), "rocketmq", &mut checks);
+    let links = super::links::report(&config).await;
+    check_links(&links, &mut checks);
     if checks.is_empty() {
         return Err(Error::Config(
             "nothing to check: the config names no [outbox], [redis], [kafka], [rabbitmq] or [rocketmq]"
@@ -119,7 +124,7 @@ pub async fn run(_args: DoctorArgs, global: &Global) -> Result<ExitCode, Error> 
     let ok = checks
         .iter()
         .all(|c| matches!(c.status, Status::Ok | Status::Advice));
-    let report = Report { ok, checks };
+    let report = Report { ok, checks, links };
     if global.json {
         println!("{}", super::to_json(&report)?);
     } else {
@@ -130,6 +135,45 @@ pub async fn run(_args: DoctorArgs, global: &Global) -> Result<ExitCode, Error> 
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A check per link: its finding (plaintext to another machine, a certificate near or
+/// past its end), or a failed certificate read on an encrypted link.
+fn check_links(links: &[LinkSecurity], checks: &mut Vec<Check>) {
+    for link in links {
+        let target = format!("{} {}", link.link, link.endpoint);
+        let detail = format!(
+            "{}, {}{}",
+            if link.encrypted {
+                "encrypted"
+            } else {
+                "plaintext"
+            },
+            if link.authenticated {
+                "authenticated"
+            } else {
+                "no credentials"
+            },
+            link.cert_days_left
+                .map(|d| format!(", certificate: {d} days left"))
+                .unwrap_or_default()
+        );
+        if let Some(finding) = link.finding() {
+            let mut check = Check::from_finding(&target, finding);
+            check.detail = format!("{detail}; {}", check.detail);
+            checks.push(check);
+        } else if let (true, Some(note)) = (link.encrypted, &link.note) {
+            checks.push(Check::new(
+                &target,
+                "link security",
+                Status::Error,
+                format!("{detail}; {note}"),
+                "see the cause; fix the link's TLS settings or the server's certificate",
+            ));
+        } else {
+            checks.push(Check::ok(&target, "link security", detail));
+        }
+    }
 }
 
 fn print_table(report: &Report) {
@@ -300,6 +344,18 @@ async fn check_kafka(config: &Config, checks: &mut Vec<Check>) {
     let Some(kafka) = settings(&target, kafka_config(config), checks) else {
         return;
     };
+    match zerolost_kafka::check_link(&kafka).await {
+        Ok(()) => checks.push(Check::ok(&target, "reachable", "metadata read")),
+        Err(e) => {
+            checks.push(Check::error(
+                &target,
+                "reachable",
+                &e,
+                "check kafka.brokers, its TLS and SASL settings, and that the brokers run",
+            ));
+            return;
+        }
+    }
     // The consumers of the application share `[kafka.client]`: their settings too.
     match kafka.consumer_config("zerolost-doctor") {
         Ok(_) => checks.push(Check::ok(&target, "consumer settings", "safe")),

@@ -4,10 +4,13 @@
 pub mod connect;
 pub mod dlq;
 pub mod doctor;
+mod links;
 pub mod migrate;
 pub mod outbox;
 pub mod reconcile;
 pub mod relay;
+#[cfg(feature = "tls")]
+mod tls_probe;
 
 use std::path::PathBuf;
 

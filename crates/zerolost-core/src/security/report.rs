@@ -43,9 +43,9 @@ impl LinkSecurity {
     /// A plaintext, unauthenticated link to `endpoint` (fill in what was found).
     pub fn new(link: impl Into<String>, endpoint: impl Into<String>) -> Self {
         let endpoint = endpoint.into();
-        let loopback = super::link_hosts(&endpoint)
+        let loopback = super::hosts::link_hosts(&endpoint)
             .iter()
-            .all(|h| super::is_loopback_host(h));
+            .all(|h| super::hosts::is_loopback_host(h));
         Self {
             link: link.into(),
             endpoint,

@@ -15,7 +15,7 @@ die() { log "error: $*"; exit 1; }
 # take it as its local port: the restarted server then fails with EADDRINUSE (seen in CI:
 # RabbitMQ after kill -9). Reserving the ports keeps the kernel from handing them out as
 # ephemeral ports. Best effort: without permission a note is printed and nothing else changes.
-SERVICE_PORTS="50909,50911,50912,51909,51911,51912,53306,55432,55672-55676,56379,56380,58474,59876"
+SERVICE_PORTS="50909,50911,50912,51909,51911,51912,52909,52911,52912,53306,55432,55672-55676,56379,56380,58474,59876"
 reserve_service_ports() {
   local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
   [ -r "$file" ] || return 0

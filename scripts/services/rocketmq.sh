@@ -7,7 +7,10 @@
 #                needs a slave), no topic auto-creation
 #   async broker zerolost-async, cluster ZerolostAsyncCluster, 127.0.0.1:51911, ASYNC_FLUSH:
 #                the unsafe layout the durability audit must flag (`start async`)
-# Usage: rocketmq.sh start|stop|restart|status|url [async]
+#   acl broker   zerolost-acl, cluster ZerolostAclCluster, 127.0.0.1:52911, SYNC_FLUSH, with
+#                authentication (ACL 2.0): access key `zerolost`, secret key `zerolost-secret`
+#                (`start acl`)
+# Usage: rocketmq.sh start|stop|restart|status|url [async|acl]
 #        rocketmq.sh kill            kill -9 of the SYNC_FLUSH broker, then start it again on its store
 #        rocketmq.sh topic NAME [CLUSTER]   create a topic (4 queues) on a cluster
 #        rocketmq.sh admin ARGS...   run mqadmin (org.apache.rocketmq.tools) against the name server
@@ -44,7 +47,7 @@ proc_alive() { pid_alive "$(proc_dir "$1")/pid" "-Duser.home=$(proc_dir "$1") ";
 
 # name: namesrv | broker | async
 proc_dir() { echo "$ROOT/$1"; }
-proc_port() { case $1 in namesrv) echo "$NAMESRV_PORT" ;; broker) echo 50911 ;; async) echo 51911 ;; esac; }
+proc_port() { case $1 in namesrv) echo "$NAMESRV_PORT" ;; broker) echo 50911 ;; async) echo 51911 ;; acl) echo 52911 ;; esac; }
 # A broker is ready once the name server knows it (clients and topic creation look it up
 # there): "boot success" comes first, the registration a moment later.
 registered() { grep -q "Registering current broker to name server completed" "$(proc_dir "$1")/logs/rocketmqlogs/broker.log" 2>/dev/null; }
@@ -102,6 +105,7 @@ write_broker_conf() {
   store=$(store_dir "$which")
   local name=zerolost-a cluster=ZerolostCluster flush=SYNC_FLUSH
   if [ "$which" = async ]; then name=zerolost-async cluster=ZerolostAsyncCluster flush=ASYNC_FLUSH; fi
+  if [ "$which" = acl ]; then name=zerolost-acl cluster=ZerolostAclCluster; fi
   mkdir -p "$store"
   cat > "$dir/broker.conf" <<CONF
 brokerClusterName=$cluster
@@ -125,6 +129,18 @@ maxReconsumeTimes=16
 # Shortened at the low end for development and tests; production brokers keep the stock ones.
 messageDelayLevel=1s 1s 1s 2s 3s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m
 CONF
+  if [ "$which" = acl ]; then
+    cat >> "$dir/broker.conf" <<'CONF'
+# Authentication (ACL 2.0): every request signed with an access key the broker knows; the
+# first user is made at start. Authorization stays off: any known user may do anything.
+authenticationEnabled=true
+authenticationProvider=org.apache.rocketmq.auth.authentication.provider.DefaultAuthenticationProvider
+authenticationMetadataProvider=org.apache.rocketmq.auth.authentication.provider.LocalAuthenticationMetadataProvider
+initAuthenticationUser={"username":"zerolost","password":"zerolost-secret"}
+innerClientAuthenticationCredentials={"accessKey":"zerolost","secretKey":"zerolost-secret"}
+authorizationEnabled=false
+CONF
+  fi
 }
 
 start_proc() {
@@ -176,14 +192,14 @@ start() {
   need_java
   start_proc namesrv; wait_proc namesrv
   local which=broker
-  [ "${1:-}" = async ] && which=async
+  case "${1:-}" in async|acl) which=$1 ;; esac
   start_proc "$which"; wait_proc "$which"
 }
 
 stop() {
-  if [ "${1:-}" = async ]; then stop_proc async; return; fi
+  case "${1:-}" in async|acl) stop_proc "$1"; return ;; esac
   # Brokers first: a broker stopping unregisters from the name server.
-  stop_proc async & stop_proc broker & wait
+  stop_proc async & stop_proc acl & stop_proc broker & wait
   stop_proc namesrv
 }
 
@@ -195,6 +211,7 @@ case "${1:-start}" in
   restart) stop "${2:-}"; start "${2:-}" ;;
   status)
     if [ "${2:-}" = async ]; then ready async && echo "rocketmq async broker up at 127.0.0.1:51911 (name server $NAMESRV)"
+    elif [ "${2:-}" = acl ]; then ready acl && echo "rocketmq acl broker up at 127.0.0.1:52911 (name server $NAMESRV, access key zerolost)"
     else ready namesrv && ready broker && echo "rocketmq up: name server $NAMESRV, broker 127.0.0.1:50911 (SYNC_FLUSH)"; fi ;;
   url) echo "$NAMESRV" ;;
   kill)
@@ -205,5 +222,5 @@ case "${1:-start}" in
     out=$(admin updateTopic -c "${3:-ZerolostCluster}" -t "$2" -r 4 -w 4 2>&1 || true)
     case "$out" in *success*) ;; *) printf '%s\n' "$out" | grep -v '|-INFO\||-WARN' | tail -n 5 >&2; die "could not create topic $2" ;; esac ;;
   admin) shift; admin "$@" 2>&1 | grep -v '|-INFO\||-WARN' ;;
-  *) echo "usage: $0 start|stop|restart|status|url [async] | kill | topic NAME [CLUSTER] | admin ARGS" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart|status|url [async|acl] | kill | topic NAME [CLUSTER] | admin ARGS" >&2; exit 2 ;;
 esac

@@ -408,9 +408,37 @@ pub struct RocketSection {
     /// Largest message body in bytes, as the broker's `maxMessageSize` (default 4 MiB): a
     /// larger message is refused before sending (the relay parks it).
     pub max_message_size: Option<usize>,
+    /// The ACL access key (a broker with authentication: RocketMQ 5's user name).
+    pub access_key: Option<String>,
+    /// Its secret key (`ZEROLOST_ROCKETMQ__SECRET_KEY`).
+    pub secret_key: Option<Secret>,
+    /// A file holding the secret key.
+    pub secret_key_file: Option<PathBuf>,
     /// Allows a plaintext link to another machine (the RocketMQ client has no TLS here).
     #[serde(default)]
     pub allow_plaintext: bool,
+}
+
+impl RocketSection {
+    /// The access key and its secret, when an access key is set (the secret is then
+    /// required).
+    pub fn acl_keys(&self) -> Result<Option<(String, String)>, Error> {
+        let secret = secret(
+            "rocketmq.secret_key",
+            self.secret_key.as_ref(),
+            self.secret_key_file.as_ref(),
+        )?;
+        match (&self.access_key, secret) {
+            (Some(access), Some(secret)) => Ok(Some((access.clone(), secret))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(Error::Config(
+                "rocketmq.access_key is set without rocketmq.secret_key(_file)".into(),
+            )),
+            (None, Some(_)) => Err(Error::Config(
+                "rocketmq.secret_key is set without rocketmq.access_key".into(),
+            )),
+        }
+    }
 }
 
 /// `[redis]`.

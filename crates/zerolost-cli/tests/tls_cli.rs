@@ -190,6 +190,10 @@ fn plaintext_to_another_machine_is_refused_unless_allowed() {
     .unwrap();
     let (code, out, _) = run(&dir, &["doctor", "--config", "doctor.toml", "--json"]);
     assert_eq!(code, 1);
+    assert!(
+        out.contains("link redis (redis://cache.example.invalid:6379): encryption"),
+        "{out}"
+    );
     let report: Value = serde_json::from_str(&out).expect("json");
     let link = &report["links"][0];
     assert_eq!(link["link"], "redis");
@@ -200,4 +204,132 @@ fn plaintext_to_another_machine_is_refused_unless_allowed() {
             c["status"] == "unsafe" && c["check"].as_str().unwrap().contains("encryption")
         });
     assert!(unsafe_link, "{out}");
+    // Allowed: advice, not unsafe.
+    std::fs::write(
+        dir.join("doctor-allowed.toml"),
+        "[redis]\nurl = \"redis://cache.example.invalid:6379\"\nallow_plaintext = true\n",
+    )
+    .unwrap();
+    let (_, out, _) = run(
+        &dir,
+        &["doctor", "--config", "doctor-allowed.toml", "--json"],
+    );
+    let report: Value = serde_json::from_str(&out).expect("json");
+    let advice =
+        report["checks"].as_array().unwrap().iter().any(|c| {
+            c["status"] == "advice" && c["check"].as_str().unwrap().contains("encryption")
+        });
+    assert!(advice, "{out}");
+    assert_eq!(report["links"][0]["plaintext_allowed"], true);
+}
+
+/// The README's TLS example (examples/zerolost-tls.toml, passwords from the environment):
+/// `doctor` finds every link encrypted, authenticated and healthy.
+#[test]
+fn the_tls_example_config_is_healthy() {
+    if require_service("the test CA", tls::file("ca.crt")).is_none() {
+        return;
+    }
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/zerolost-tls.toml");
+    let output = zerolost(&workdir("tls-example"))
+        .args(["doctor", "--json", "--config"])
+        .arg(&example)
+        .env("ZEROLOST_OUTBOX__PASSWORD", PG_PASSWORD)
+        .env("ZEROLOST_RABBITMQ__PASSWORD", MQ_PASSWORD)
+        .env("ZEROLOST_REDIS__PASSWORD", "zerolost-secret")
+        .env("ZEROLOST_KAFKA__SASL_PASSWORD", "zerolost-secret")
+        .output()
+        .expect("doctor");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let links = report["links"].as_array().expect("links");
+    assert_eq!(links.len(), 5, "{out}");
+    for link in links {
+        assert_eq!(link["encrypted"], true, "{link}");
+        assert_eq!(link["authenticated"], true, "{link}");
+    }
+    assert_eq!(output.status.code(), Some(0), "{out}\n{err}");
+    assert!(!out.contains("zerolost-secret") && !err.contains("zerolost-secret"));
+}
+
+/// docs/kafka.md's SASL_SSL example, pointed at the test broker's SASL_SSL listener (only
+/// the addresses, the user and the files change): `doctor` reaches Kafka over it.
+#[test]
+fn the_kafka_guide_s_sasl_ssl_example_works() {
+    let Some(ca) = require_service("the test CA", tls::file("ca.crt")) else {
+        return;
+    };
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/kafka.md"))
+            .expect("docs/kafka.md");
+    let example = guide
+        .split("```toml")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("SASL_SSL"))
+        .expect("a SASL_SSL example in docs/kafka.md");
+    let dir = workdir("kafka-guide");
+    std::fs::write(dir.join("kafka-password"), "zerolost-secret\n").unwrap();
+    let config = example
+        .replace("k1:9092,k2:9092,k3:9092", "127.0.0.1:19096")
+        .replace("\"relay\"", "\"zerolost\"")
+        .replace("/run/secrets/kafka-password", "kafka-password")
+        .replace("/etc/zerolost/ca.pem", &ca.display().to_string())
+        .replace("destinations = [\"orders\"]", "destinations = []");
+    std::fs::write(dir.join("zerolost.toml"), &config).unwrap();
+    let (code, out, err) = run(&dir, &["doctor", "--json", "--config", "zerolost.toml"]);
+    let report: Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}\n{config}"));
+    let reachable = report["checks"].as_array().unwrap().iter().any(|c| {
+        c["check"] == "reachable"
+            && c["status"] == "ok"
+            && c["target"].as_str().unwrap().starts_with("kafka")
+    });
+    assert!(reachable, "{out}");
+    assert_eq!(code, 0, "{out}");
+}
+
+/// `[rocketmq]` with ACL keys (the secret from a file) against the broker with
+/// authentication: doctor audits the topic with the keys; with a wrong secret every check
+/// of the broker names bad credentials and no output shows the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_acl_keys_come_from_a_file_and_a_wrong_secret_is_named() {
+    use zerolost_rocketmq::{AclKeys, RocketConfig, RocketRuntime, TopicSpec};
+    let name_server = zerolost_rocketmq::testkit::test_name_server();
+    let keys = AclKeys::new("zerolost", "zerolost-secret");
+    let config = RocketConfig::new(&name_server).acl(keys);
+    let topic = zerolost_testkit::fresh_name("cli_acl").replace('-', "_");
+    let runtime = RocketRuntime::shared().expect("runtime");
+    let spec = TopicSpec::new("ZerolostAclCluster");
+    let declared = zerolost_rocketmq::declare_destination(&runtime, &config, &spec, &topic).await;
+    if require_service("rocketmq (acl broker)", declared).is_none() {
+        return;
+    }
+    let dir = workdir("rocketmq-acl");
+    for (file, secret) in [("good", "zerolost-secret"), ("bad", "hunter2-wrong")] {
+        std::fs::write(dir.join(format!("{file}-secret")), format!("{secret}\n")).unwrap();
+        std::fs::write(
+            dir.join(format!("{file}.toml")),
+            format!(
+                "destinations = [\"{topic}\"]\n[rocketmq]\nname_server = \"{name_server}\"\n\
+                 access_key = \"zerolost\"\nsecret_key_file = \"{file}-secret\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let (_, out, err) = run(&dir, &["doctor", "--json", "--config", "good.toml"]);
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    let link = &report["links"][0];
+    assert_eq!(link["link"], "rocketmq");
+    assert_eq!(link["authenticated"], true, "{link}");
+    let checks = report["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["status"] != "error"), "{out}");
+    let (code, out, err) = run(&dir, &["doctor", "--json", "--config", "bad.toml"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("bad credentials"), "{out}");
+    assert!(
+        !out.contains("hunter2-wrong") && !err.contains("hunter2-wrong"),
+        "{out}{err}"
+    );
 }

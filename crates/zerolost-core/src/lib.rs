@@ -56,7 +56,7 @@ pub use pipeline::{
 pub use publish::{Publisher, Receipt};
 pub use security::{
     ClientIdentity, LinkFailure, LinkSecurity, TlsFiles, explain_link_error, is_loopback_host,
-    link_hosts, read_secret_file, refuse_remote_plaintext,
+    link_hosts, plaintext_to_tls_hint, read_secret_file, refuse_remote_plaintext, speaks_tls,
 };
 pub use subscribe::{Acknowledger, Delivery, Subscriber};
 pub use trace::TRACEPARENT_HEADER;

@@ -171,6 +171,11 @@ impl KafkaConfig {
         &self.brokers
     }
 
+    /// The value of a librdkafka property set on this config.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).map(String::as_str)
+    }
+
     /// Whether the brokers may create a topic on first use (the user set
     /// `allow.auto.create.topics=true`); an unknown topic is then retryable.
     pub fn auto_create_topics(&self) -> bool {

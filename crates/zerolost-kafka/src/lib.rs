@@ -24,6 +24,8 @@ mod publisher;
 mod subscriber;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+#[cfg(feature = "tls")]
+mod verify;
 
 pub use admin::{TopicSpec, ensure_topic};
 pub use audit::{Audit, audit};

@@ -21,7 +21,12 @@ pub(crate) struct LinkContext {
 
 impl ClientContext for LinkContext {
     fn error(&self, error: ClientError, reason: &str) {
-        self.remember(&format!("{error}: {reason}"));
+        // "All broker connections are down" follows the error that says why: kept only
+        // when nothing better was reported.
+        let text = format!("{error}: {reason}");
+        if LinkFailure::classify(&text).is_some() || self.last().is_none() {
+            self.remember(&text);
+        }
     }
 
     /// librdkafka logs a failed handshake or login from its own threads (its error events
@@ -84,11 +89,55 @@ fn probe(config: &KafkaConfig) -> Result<(), String> {
     while context.last().is_none() && Instant::now() < deadline {
         let _ = consumer.poll(Duration::from_millis(100));
     }
-    Err(match (context.last(), fetched) {
-        (Some(link), _) => link,
+    let last = context.last();
+    let named = last.as_deref().and_then(LinkFailure::classify).is_some();
+    Err(match (last, fetched) {
+        (_, _) if !named && plaintext_to_tls(config) => {
+            zerolost_core::explain_link_error(&format!(
+                "{}: no answer, and the broker speaks TLS: security.protocol is {} \
+             (connecting to a SSL listener?)",
+                config.brokers(),
+                config.setting("security.protocol").unwrap_or("PLAINTEXT")
+            ))
+        }
+        (Some(link), _) => with_certificate_check(config, link),
         (None, Err(e)) => e.to_string(),
         (None, Ok(_)) => "no answer".into(),
     })
+}
+
+/// A plaintext link whose broker answers a TLS handshake.
+fn plaintext_to_tls(config: &KafkaConfig) -> bool {
+    let protocol = config
+        .setting("security.protocol")
+        .unwrap_or("plaintext")
+        .to_ascii_lowercase();
+    if protocol.ends_with("ssl") {
+        return false;
+    }
+    #[cfg(feature = "tls")]
+    return crate::verify::speaks_tls(config);
+    #[cfg(not(feature = "tls"))]
+    false
+}
+
+/// librdkafka reports a failed certificate check without its reason ("certificate verify
+/// failed: broker certificate could not be verified"): the same check by OpenSSL on the first
+/// broker names it (unknown CA, name mismatch, expired).
+fn with_certificate_check(config: &KafkaConfig, link: String) -> String {
+    if !link.contains("certificate verify failed") {
+        return link;
+    }
+    #[cfg(feature = "tls")]
+    if let Some(reason) = crate::verify::certificate_problem(config) {
+        return zerolost_core::explain_link_error(&format!(
+            "{}; the certificate check says: {reason}",
+            link.rsplit_once(" (")
+                .map_or(link.as_str(), |(text, _)| text)
+        ));
+    }
+    let _ = config;
+    link
 }
 
 /// Checks that the brokers of `config` can be reached over its link (TLS, SASL): reads the

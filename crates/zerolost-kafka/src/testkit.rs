@@ -30,6 +30,20 @@ pub fn single_node_config() -> KafkaConfig {
     KafkaConfig::new(brokers).set("socket.connection.setup.timeout.ms", "3000")
 }
 
+/// The single-node test broker over its `SASL_SSL` listener (`ZEROLOST_KAFKA_SASL_BROKERS`,
+/// default 127.0.0.1:19096): SCRAM-SHA-512 as `zerolost` / `zerolost-secret`, the test CA.
+pub fn sasl_ssl_config() -> Result<KafkaConfig, String> {
+    let brokers = zerolost_testkit::service_url("ZEROLOST_KAFKA_SASL_BROKERS", "127.0.0.1:19096");
+    let ca = zerolost_testkit::tls::file("ca.crt")?;
+    Ok(KafkaConfig::new(brokers)
+        .set("socket.connection.setup.timeout.ms", "3000")
+        .set("security.protocol", "SASL_SSL")
+        .set("ssl.ca.location", ca.display().to_string())
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", "zerolost")
+        .set("sasl.password", "zerolost-secret"))
+}
+
 /// Kafka under test: a mock cluster it owns, or a real broker.
 ///
 /// ```
@@ -82,6 +96,19 @@ impl KafkaBackend {
         let probe = ensure_topic(&config, "zlt-probe", TopicSpec::SINGLE_NODE).await;
         zerolost_testkit::require_service("kafka", probe)?;
         Some(Self::real(config, TopicSpec::SINGLE_NODE))
+    }
+
+    /// On the single-node test broker's `SASL_SSL` listener (SCRAM-SHA-512 as `zerolost`,
+    /// the test CA of `scripts/services/certs.sh`), or `None` (skip, loudly) when it is
+    /// unreachable and services are not required.
+    pub async fn single_node_sasl_ssl() -> Option<Self> {
+        let config = sasl_ssl_config();
+        let probe = match &config {
+            Ok(config) => ensure_topic(config, "zlt-probe", TopicSpec::SINGLE_NODE).await,
+            Err(e) => Err(Error::Config(e.clone())),
+        };
+        zerolost_testkit::require_service("kafka (SASL_SSL)", probe)?;
+        Some(Self::real(config.ok()?, TopicSpec::SINGLE_NODE))
     }
 
     /// A topic name no other destination of this process uses.

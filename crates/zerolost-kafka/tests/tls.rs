@@ -9,7 +9,8 @@ use std::collections::HashSet;
 
 use zerolost_core::{Envelope, Error, MessageId, Publisher};
 use zerolost_kafka::{KafkaConfig, KafkaPublisher, TopicSpec, ensure_topic};
-use zerolost_testkit::{require_service, tls};
+use zerolost_testkit::require_service;
+use zerolost_testkit::tls::{self, BadTlsServer};
 
 const PLAINTEXT: (&str, &str) = ("ZEROLOST_KAFKA_BROKERS", "127.0.0.1:19092");
 const SSL: (&str, &str) = ("ZEROLOST_KAFKA_SSL_BROKERS", "127.0.0.1:19095");
@@ -152,6 +153,37 @@ async fn each_failure_names_its_cause_without_the_secret() {
             "TLS expected but the server speaks plaintext",
         ),
     ];
+    let wrong_name = BadTlsServer::wrong_name().expect("openssl s_server");
+    let expired = BadTlsServer::expired().expect("openssl s_server");
+    let at = |port: u16| {
+        config(
+            format!("127.0.0.1:{port}"),
+            &[
+                ("security.protocol", "SSL".into()),
+                ("ssl.ca.location", path("ca.crt")),
+            ],
+        )
+    };
+    let cases = cases.into_iter().chain([
+        (at(wrong_name.port), "name mismatch"),
+        (at(expired.port), "expired certificate"),
+        // A plaintext client against the TLS-only listener.
+        (
+            config(brokers(SSL), &[]),
+            "TLS expected but the server speaks plaintext",
+        ),
+        // Mutual TLS required by the listener, no client certificate given.
+        (
+            config(
+                brokers(SSL),
+                &[
+                    ("security.protocol", "SSL".into()),
+                    ("ssl.ca.location", path("ca.crt")),
+                ],
+            ),
+            "client certificate refused",
+        ),
+    ]);
     for (config, cause) in cases {
         let Some(error) = failure(&config).await else {
             return;

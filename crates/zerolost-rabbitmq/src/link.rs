@@ -130,12 +130,14 @@ pub(crate) async fn connect(config: &RabbitConfig) -> Result<Connection, RabbitE
     let properties = ConnectionProperties::default().with_connection_name("zerolost".into());
     let url = config.redacted_url();
     let tls = tls_of(config, &uri)?;
+    let address = format!("{}:{}", uri.authority.host, uri.authority.port);
+    let plaintext = uri.scheme != lapin::uri::AMQPScheme::AMQPS;
     match tokio::time::timeout(config.connect_timeout_value(), open(uri, properties, tls)).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(RabbitError::Connect {
             url,
             retryable: lapin_is_retryable(&e),
-            reason: zerolost_core::explain_link_error(&zerolost_core::redact_url(&e.to_string())),
+            reason: failure_text(&e.to_string(), plaintext, address).await,
         }),
         Err(_) => Err(RabbitError::Connect {
             url,
@@ -143,6 +145,23 @@ pub(crate) async fn connect(config: &RabbitConfig) -> Result<Connection, RabbitE
             retryable: true,
         }),
     }
+}
+
+/// A failed connection's text, its cause named; a plaintext connection whose port speaks
+/// TLS says so (lapin sees only bytes it cannot parse).
+async fn failure_text(error: &str, plaintext: bool, address: String) -> String {
+    let text = zerolost_core::redact_url(error);
+    if plaintext && zerolost_core::LinkFailure::classify(&text).is_none() {
+        let probe = address.clone();
+        let tls = tokio::task::spawn_blocking(move || {
+            zerolost_core::speaks_tls(&probe, std::time::Duration::from_secs(2))
+        });
+        if tls.await.unwrap_or(false) {
+            let hint = zerolost_core::plaintext_to_tls_hint(&address);
+            return zerolost_core::explain_link_error(&format!("{text}; {hint}"));
+        }
+    }
+    zerolost_core::explain_link_error(&text)
 }
 
 /// The TLS settings of an `amqps://` URL (`None`: plaintext).

@@ -92,6 +92,24 @@ impl RabbitBackend {
         }
     }
 
+    /// On the test broker's amqps listener (`ZEROLOST_AMQPS_URL`, default
+    /// 127.0.0.1:55675, the test CA), or `None` (skip, loudly) when it is unreachable and
+    /// services are not required.
+    pub async fn local_tls() -> Option<Self> {
+        let url = zerolost_testkit::service_url(
+            "ZEROLOST_AMQPS_URL",
+            "amqps://zerolost:zerolost@127.0.0.1:55675/zerolost",
+        );
+        let tls =
+            zerolost_testkit::require_service("the test CA", zerolost_testkit::tls::trusted())?;
+        let config = RabbitConfig::new(url)
+            .connect_timeout(Duration::from_secs(3))
+            .tls(tls);
+        let probe = crate::link::connect(&config).await.map(drop);
+        zerolost_testkit::require_service("rabbitmq (amqps)", probe)?;
+        Some(Self::new(config))
+    }
+
     /// On the test broker, or `None` (skip, loudly) when it is unreachable and services
     /// are not required.
     pub async fn local() -> Option<Self> {

@@ -130,6 +130,11 @@ async fn each_failure_names_its_cause_without_the_password() {
                 .tls(tls::trusted().expect("CA")),
             "TLS expected but the server speaks plaintext",
         ),
+        // A plaintext client against the TLS-only port.
+        (
+            RabbitConfig::new(url(AMQPS).replace("amqps://", "amqp://")),
+            "TLS expected but the server speaks plaintext",
+        ),
     ];
     for (config, cause) in cases {
         let Some(text) = failure(config).await else {

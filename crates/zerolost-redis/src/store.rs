@@ -76,19 +76,13 @@ impl RedisDedupe {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| {
-                let mut text = zerolost_core::explain_link_error(&redact_url(&e.to_string()));
-                if e.is_timeout() && url.trim_start().starts_with("rediss://") {
-                    // A plaintext Redis never answers a TLS hello: it waits for a line.
-                    text.push_str(
-                        " (no TLS answer: if this port speaks plaintext, use the server's \
-                         tls-port, or redis:// for a plaintext port)",
-                    );
-                }
-                Error::unavailable(&redact_url(url), text)
-            })?;
+        let conn = match ConnectionManager::new_with_config(client.clone(), config).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let text = crate::tls::failure_text(&client, url, &e).await;
+                return Err(Error::unavailable(&redact_url(url), text));
+            }
+        };
         Ok(Self::new(conn))
     }
 

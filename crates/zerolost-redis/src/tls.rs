@@ -60,3 +60,37 @@ fn tls_client(url: &str, _tls: &TlsFiles) -> Result<redis::Client, Error> {
         redact_url(url)
     )))
 }
+
+/// A failed connection's text, its cause named: a plaintext Redis never answers a TLS hello
+/// (it waits for a line), and a plaintext client of a TLS port only sees the connection
+/// reset; each says so.
+pub(crate) async fn failure_text(
+    client: &redis::Client,
+    url: &str,
+    error: &redis::RedisError,
+) -> String {
+    let text = zerolost_core::explain_link_error(&redact_url(&error.to_string()));
+    let encrypted = url.trim_start().starts_with("rediss://");
+    if error.is_timeout() && encrypted {
+        return format!(
+            "{text} (no TLS answer: if this port speaks plaintext, use the server's tls-port, \
+             or redis:// for a plaintext port)"
+        );
+    }
+    if encrypted || zerolost_core::LinkFailure::classify(&text).is_some() {
+        return text;
+    }
+    let address = match client.get_connection_info().addr() {
+        redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+        _ => return text,
+    };
+    let probe = address.clone();
+    let tls = tokio::task::spawn_blocking(move || {
+        zerolost_core::speaks_tls(&probe, std::time::Duration::from_secs(2))
+    });
+    if tls.await.unwrap_or(false) {
+        let hint = zerolost_core::plaintext_to_tls_hint(&address);
+        return zerolost_core::explain_link_error(&format!("{text}; {hint}"));
+    }
+    text
+}

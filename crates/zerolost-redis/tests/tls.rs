@@ -74,6 +74,12 @@ async fn each_failure_names_its_cause_without_the_password() {
         // A plaintext Redis waits for a line that a TLS hello never sends: a timeout, with
         // the likely cause named.
         (plaintext, trusted.clone(), "if this port speaks plaintext"),
+        // A plaintext client against the TLS-only port.
+        (
+            tls_url().replace("rediss://", "redis://"),
+            TlsFiles::default(),
+            "TLS expected but the server speaks plaintext",
+        ),
     ];
     for (url, files, cause) in cases {
         let error = RedisDedupe::connect_with_tls(&url, &files)

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::RocketError;
+use crate::{AclKeys, RocketError};
 
 /// How zerolost talks to RocketMQ.
 ///
@@ -30,6 +30,7 @@ pub struct RocketConfig {
     max_reconsume_times: i32,
     max_message_size: usize,
     unsafe_allowed: Option<String>,
+    acl: Option<AclKeys>,
 }
 
 impl RocketConfig {
@@ -46,7 +47,27 @@ impl RocketConfig {
             max_reconsume_times: 16,
             max_message_size: 4 * 1024 * 1024,
             unsafe_allowed: None,
+            acl: None,
         }
+    }
+
+    /// Signs every request with these keys, for a broker with authentication (ACL). The
+    /// link itself stays plaintext: TLS is not wired here (docs/configuration.md).
+    ///
+    /// ```
+    /// use zerolost_rocketmq::{AclKeys, RocketConfig};
+    /// let config = RocketConfig::new("127.0.0.1:9876").acl(AclKeys::new("relay", "s3cret"));
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    /// assert_eq!(config.acl_keys().map(|k| k.access_key()), Some("relay"));
+    /// ```
+    pub fn acl(mut self, keys: AclKeys) -> Self {
+        self.acl = Some(keys);
+        self
+    }
+
+    /// The ACL keys, if set.
+    pub fn acl_keys(&self) -> Option<&AclKeys> {
+        self.acl.as_ref()
     }
 
     /// The producer group (default `zerolost_producer`).

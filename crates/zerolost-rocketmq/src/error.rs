@@ -92,10 +92,11 @@ fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
 /// when the broker answered.
 fn client_text(error: &ClientError) -> String {
     let text = chain_text(error);
-    match error.broker_response_code() {
+    let text = match error.broker_response_code() {
         Some(code) => format!("{text} (broker response {})", response_code_text(code)),
         None => text,
-    }
+    };
+    zerolost_core::explain_link_error(&text)
 }
 
 /// A RocketMQ response code a send or a pull can get, by its name in RocketMQ's

@@ -14,6 +14,7 @@
 // The client's send futures are deep types; proving them `Send` needs a higher limit.
 #![recursion_limit = "256"]
 
+mod acl;
 mod audit;
 mod config;
 mod dlq;
@@ -26,6 +27,7 @@ mod subscriber;
 pub mod testkit;
 mod topology;
 
+pub use acl::AclKeys;
 pub use audit::{Audit, audit};
 pub use config::RocketConfig;
 pub use dlq::dead_letters;

@@ -75,6 +75,9 @@ impl RocketPublisher {
             // The relay retries, with backoff, and knows about it; one attempt per send here.
             .retry_times_when_send_failed(0)
             .build();
+        if let Some(keys) = config.acl_keys() {
+            producer.set_rpc_hook(std::sync::Arc::new(keys.hook()));
+        }
         // The client's futures are deep types: boxed, so callers' futures stay small.
         Box::pin(producer.start())
             .await
@@ -82,8 +85,7 @@ impl RocketPublisher {
                 operation: "producer start",
                 source,
             })?;
-        let mut admin = DefaultMQAdminExt::new(runtime.client_runtime());
-        admin.set_namesrv_addr(config.name_server());
+        let mut admin = crate::topology::admin_client(runtime, config);
         Box::pin(admin.start())
             .await
             .map_err(|source| RocketError::Client {

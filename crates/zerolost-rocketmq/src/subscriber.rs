@@ -163,6 +163,11 @@ impl RocketSubscriber {
             .consume_thread_max(threads)
             .consume_message_batch_max_size(config.consume_batch_value())
             .max_reconsume_times(config.max_reconsume_times_value())
+            .rpc_hook(
+                config
+                    .acl_keys()
+                    .map(|keys| std::sync::Arc::new(keys.hook()) as _),
+            )
             .build();
         // The client's futures are deep types: boxed, so callers' futures stay small.
         Box::pin(consumer.subscribe(topic.to_owned(), "*"))

@@ -58,8 +58,7 @@ pub(crate) async fn with_admin<T>(
     config: &RocketConfig,
     work: impl AsyncFnOnce(&DefaultMQAdminExt) -> Result<T, RocketError>,
 ) -> Result<T, RocketError> {
-    let mut admin = DefaultMQAdminExt::new(runtime.client_runtime());
-    admin.set_namesrv_addr(config.name_server());
+    let mut admin = admin_client(runtime, config);
     // The client's futures are deep types: boxed, so callers' futures stay small.
     Box::pin(admin.start())
         .await
@@ -200,22 +199,33 @@ type Reader = Arc<DefaultMQPullConsumer>;
 /// has pulled takes ~20 s to shut down (its long-poll timeout).
 static READERS: Mutex<Vec<(String, Reader)>> = Mutex::new(Vec::new());
 
+/// A reader is shared by the configs with the same name server and access key.
+fn reader_key(config: &RocketConfig) -> String {
+    let key = config
+        .acl_keys()
+        .map(|k| k.access_key())
+        .unwrap_or_default();
+    format!("{} {key}", config.name_server())
+}
+
 #[allow(deprecated)]
 async fn reader(runtime: &RocketRuntime, config: &RocketConfig) -> Result<Reader, RocketError> {
     let cached = |readers: &[(String, Reader)]| {
         readers
             .iter()
-            .find(|(server, _)| server == config.name_server())
+            .find(|(key, _)| *key == reader_key(config))
             .map(|(_, reader)| reader.clone())
     };
     if let Some(reader) = cached(&READERS.lock().unwrap_or_else(PoisonError::into_inner)) {
         return Ok(reader);
     }
-    let reader = DefaultMQPullConsumer::builder(runtime.client_runtime())
+    let mut builder = DefaultMQPullConsumer::builder(runtime.client_runtime())
         .consumer_group(format!("zerolost_reader_{}", std::process::id()))
-        .name_server_addr(config.name_server().to_owned())
-        .build()
-        .map_err(client("pull consumer"))?;
+        .name_server_addr(config.name_server().to_owned());
+    if let Some(keys) = config.acl_keys() {
+        builder = builder.rpc_hook(Arc::new(keys.hook()));
+    }
+    let reader = builder.build().map_err(client("pull consumer"))?;
     Box::pin(reader.start())
         .await
         .map_err(client("pull consumer start"))?;
@@ -225,7 +235,7 @@ async fn reader(runtime: &RocketRuntime, config: &RocketConfig) -> Result<Reader
         return Ok(earlier);
     }
     let reader = Arc::new(reader);
-    readers.push((config.name_server().to_owned(), reader.clone()));
+    readers.push((reader_key(config), reader.clone()));
     Ok(reader)
 }
 
@@ -267,4 +277,16 @@ async fn read_topic(
         }
     }
     Ok(messages)
+}
+
+/// An admin client that signs its requests when the config has keys.
+pub(crate) fn admin_client(runtime: &RocketRuntime, config: &RocketConfig) -> DefaultMQAdminExt {
+    let mut admin = match config.acl_keys() {
+        Some(keys) => {
+            DefaultMQAdminExt::with_rpc_hook(runtime.client_runtime(), Arc::new(keys.hook()))
+        }
+        None => DefaultMQAdminExt::new(runtime.client_runtime()),
+    };
+    admin.set_namesrv_addr(config.name_server());
+    admin
 }

@@ -378,6 +378,9 @@ pub fn rocket_config(config: &Config) -> Result<zerolost_rocketmq::RocketConfig,
     if let Some(bytes) = section.max_message_size {
         rocket = rocket.max_message_size(bytes);
     }
+    if let Some((access, secret)) = section.acl_keys()? {
+        rocket = rocket.acl(zerolost_rocketmq::AclKeys::new(access, secret));
+    }
     rocket
         .validate()
         .map_err(|e| Error::Config(format!("rocketmq: {e}")))?;

@@ -103,7 +103,7 @@ fn links(config: &Config) -> Vec<Link> {
             section: "rocketmq",
             address: r.name_server.clone(),
             encrypted: false,
-            authenticated: false,
+            authenticated: r.access_key.is_some(),
             allowed: r.allow_plaintext,
             tls: TlsFiles::default(),
             probe: None,

@@ -14,12 +14,27 @@ pub enum LinkFailure {
     ExpiredCertificate,
     /// The server refused the user name, password or SASL credentials.
     BadCredentials,
+    /// The server requires a client certificate it trusts (mutual TLS) and got none, or one
+    /// it does not trust.
+    ClientCertificate,
     /// TLS was expected, but the server answered in plaintext (or the other way round).
     PlaintextServer,
 }
 
 /// Error-text fragments of each cause, lower case, most specific first.
-const PATTERNS: [(LinkFailure, &[&str]); 5] = [
+const PATTERNS: [(LinkFailure, &[&str]); 6] = [
+    (
+        LinkFailure::ClientCertificate,
+        &[
+            "alert bad certificate",
+            "alert number 42",
+            "alert certificate required",
+            "alert number 116",
+            "certificaterequired",
+            "fatal alert: badcertificate",
+            "fatal alert: unknownca",
+        ],
+    ),
     (
         LinkFailure::ExpiredCertificate,
         &[
@@ -64,6 +79,10 @@ const PATTERNS: [(LinkFailure, &[&str]); 5] = [
             "password authentication failed",
             "sasl authentication error",
             "noauth",
+            "username cannot be null",
+            "check signature failed",
+            "signature is invalid",
+            "user is not exist",
         ],
     ),
     (
@@ -83,6 +102,8 @@ const PATTERNS: [(LinkFailure, &[&str]); 5] = [
             "first record does not look like a tls handshake",
             "http request to an https server",
             "connecting to a plaintext broker listener",
+            "connecting to a ssl listener",
+            "incorrect security.protocol",
         ],
     ),
 ];
@@ -124,6 +145,11 @@ impl LinkFailure {
             Self::ExpiredCertificate => {
                 "expired certificate: the server's certificate is outside its validity dates; \
                  renew it on the server"
+            }
+            Self::ClientCertificate => {
+                "client certificate refused: the server requires a client certificate it trusts \
+                 (mutual TLS); set the link's tls.cert_file and tls.key_file to one signed by a \
+                 CA the server trusts"
             }
             Self::BadCredentials => {
                 "bad credentials: the server refused the user name or password (SASL, ACL); \
@@ -215,6 +241,14 @@ mod tests {
                 LinkFailure::PlaintextServer,
             ),
             ("server does not support TLS", LinkFailure::PlaintextServer),
+            (
+                "Receive failed: error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42",
+                LinkFailure::ClientCertificate,
+            ),
+            (
+                "received fatal alert: CertificateRequired",
+                LinkFailure::ClientCertificate,
+            ),
         ];
         for (text, cause) in cases {
             assert_eq!(LinkFailure::classify(text), Some(cause), "{text}");

@@ -110,7 +110,7 @@ pub async fn run(args: ConsumerArgs) -> Result<ExitCode, Error> {
             })
             .await?;
             let dedupe = patiently("redis", STARTUP_PATIENCE, || {
-                zerolost_redis::RedisDedupe::connect(redis.url.expose())
+                zerolost_redis::RedisDedupe::connect_with_tls(redis.url.expose(), &redis.tls)
             })
             .await?;
             let dedupe = match &args.redis_prefix {

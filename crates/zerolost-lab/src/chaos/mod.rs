@@ -16,6 +16,7 @@ mod marks;
 mod plan;
 mod procs;
 mod runs;
+mod secure;
 mod spec;
 mod toxi;
 mod world;

@@ -78,6 +78,10 @@ pub struct ChaosArgs {
     /// Where each run keeps its config and the children's logs.
     #[arg(long, default_value = ".zerolost/chaos")]
     pub(super) run_dir: PathBuf,
+    /// Every link over TLS with the test CA: the database (verify-full), Redis (rediss,
+    /// ACL user), RabbitMQ (amqps), Kafka (SASL_SSL); not with RocketMQ.
+    #[arg(long)]
+    pub(super) tls: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub(super) json: bool,

@@ -9,6 +9,7 @@ use zerolost_core::{ConsumerLedger, Error, OutboxStore, default_dlq_name};
 use zerolost_testkit::{Backend, Enqueue};
 
 use super::effects::EffectsDb;
+use super::secure::Tls;
 use super::spec::{ChaosArgs, ChaosBackend, ChaosDedupe, ChaosStore, TABLE_PREFIX};
 use super::toxi;
 use crate::kinds::{BenchTarget, default_url};
@@ -190,6 +191,7 @@ impl World {
     /// and the proxies, and writes the children's config file.
     pub async fn prepare(args: &ChaosArgs, seed: u64) -> Result<Self, Error> {
         let services = start_services(args).await?;
+        let tls = Tls::of(args.tls, args.backend)?;
 
         let stamp = chrono::Utc::now().timestamp();
         let name = format!("zl-chaos-{}-{seed}-{stamp}", backend_name(args.backend));
@@ -205,6 +207,10 @@ impl World {
             ChaosStore::Mysql => default_url(BenchTarget::Mysql),
             ChaosStore::Sqlite => format!("sqlite://{}", run_dir.join("chaos.sqlite").display()),
         };
+        let direct_url = match &tls {
+            Some(tls) if args.store != ChaosStore::Sqlite => tls.db_url(&direct_url),
+            _ => direct_url,
+        };
         let child_db_url = match host_port(&direct_url) {
             Some(upstream) if args.store != ChaosStore::Sqlite => {
                 links.push(proxy("database", upstream).await?);
@@ -217,32 +223,15 @@ impl World {
         let (effects_table, reruns_table, runs_table) = recreate_tables(&effects).await?;
 
         let redis_prefix = (args.dedupe == ChaosDedupe::Redis).then(|| format!("{name}:"));
-        let mut direct_urls = Urls {
-            db: direct_url.clone(),
-            redis: None,
-            amqp: None,
-        };
-        if redis_prefix.is_some() {
-            direct_urls.redis = Some(default_url(BenchTarget::Redis));
-        }
-        if args.backend == ChaosBackend::Rabbitmq {
-            direct_urls.amqp = Some(zerolost_rabbitmq::testkit::test_url());
-        }
-        let mut child_urls = Urls {
-            db: child_db_url,
-            ..direct_urls.clone()
-        };
-        for (name, url) in [
-            ("redis", &mut child_urls.redis),
-            ("rabbitmq", &mut child_urls.amqp),
-        ] {
-            if let Some(u) = url.as_mut()
-                && let Some(upstream) = host_port(u).map(str::to_owned)
-            {
-                links.push(proxy(name, &upstream).await?);
-                *u = u.replacen(&upstream, &listen(name), 1);
-            }
-        }
+        let (direct_urls, child_urls) = link_urls(
+            args,
+            tls,
+            &direct_url,
+            child_db_url,
+            redis_prefix.is_some(),
+            &mut links,
+        )
+        .await?;
         let write = |file: &str, urls: &Urls| -> Result<PathBuf, Error> {
             let path = run_dir.join(file);
             std::fs::write(&path, config_text(&name, args.backend, urls))
@@ -264,7 +253,7 @@ impl World {
         };
         create_destination(&direct, &name).await?;
 
-        let ledger = ledger_of(redis_prefix.as_deref(), &db).await?;
+        let ledger = ledger_of(redis_prefix.as_deref(), &direct_urls, &db).await?;
         let (outbox, enqueue) = outbox_pair(&db);
         Ok(Self {
             destination: name,
@@ -355,22 +344,70 @@ async fn recreate_tables(effects: &EffectsDb) -> Result<(String, String, String)
 /// The consumers' ledger: Redis under the run's prefix, else the database's inbox.
 async fn ledger_of(
     redis_prefix: Option<&str>,
+    urls: &Urls,
     db: &OutboxDb,
 ) -> Result<Arc<dyn ConsumerLedger>, Error> {
-    Ok(match redis_prefix {
-        Some(prefix) => Arc::new(
-            zerolost_redis::RedisDedupe::connect(&default_url(BenchTarget::Redis))
-                .await?
-                .with_prefix(prefix)?,
-        ),
-        None => db.ledger(),
-    })
+    let (Some(prefix), Some(url)) = (redis_prefix, &urls.redis) else {
+        return Ok(db.ledger());
+    };
+    let files = urls.tls.as_ref().map(Tls::files).unwrap_or_default();
+    Ok(Arc::new(
+        zerolost_redis::RedisDedupe::connect_with_tls(url, &files)
+            .await?
+            .with_prefix(prefix)?,
+    ))
 }
 
 /// The table that keys a Redis-deduplicated handler's effect by message id (with the
 /// fence of the claim that wrote it).
 pub fn applied_table(effects_table: &str) -> String {
     format!("{effects_table}_applied")
+}
+
+/// The addresses of the run's services for this process (direct) and for the children
+/// (through the proxies, which are made here and added to `links`).
+async fn link_urls(
+    args: &ChaosArgs,
+    tls: Option<Tls>,
+    direct_db: &str,
+    child_db: String,
+    redis: bool,
+    links: &mut Vec<Link>,
+) -> Result<(Urls, Urls), Error> {
+    let mut direct_urls = Urls {
+        db: direct_db.to_owned(),
+        redis: None,
+        amqp: None,
+        tls: tls.clone(),
+    };
+    if redis {
+        direct_urls.redis = Some(match &tls {
+            Some(_) => Tls::redis_url(),
+            None => default_url(BenchTarget::Redis),
+        });
+    }
+    if args.backend == ChaosBackend::Rabbitmq {
+        direct_urls.amqp = Some(match &tls {
+            Some(_) => Tls::amqp_url(),
+            None => zerolost_rabbitmq::testkit::test_url(),
+        });
+    }
+    let mut child_urls = Urls {
+        db: child_db,
+        ..direct_urls.clone()
+    };
+    for (name, url) in [
+        ("redis", &mut child_urls.redis),
+        ("rabbitmq", &mut child_urls.amqp),
+    ] {
+        if let Some(u) = url.as_mut()
+            && let Some(upstream) = host_port(u).map(str::to_owned)
+        {
+            links.push(proxy(name, &upstream).await?);
+            *u = u.replacen(&upstream, &listen(name), 1);
+        }
+    }
+    Ok((direct_urls, child_urls))
 }
 
 /// A proxy per consumer to its dedupe store (Redis, else the inbox's database), and each
@@ -512,20 +549,27 @@ pub fn backend_name(backend: ChaosBackend) -> &'static str {
     }
 }
 
-/// The addresses a config file names.
+/// The addresses a config file names, and the CA of a `--tls` run.
 #[derive(Debug, Clone)]
 struct Urls {
     db: String,
     redis: Option<String>,
     amqp: Option<String>,
+    tls: Option<Tls>,
 }
 
 /// The run's config file: its destination, outbox and inbox (or Redis), a relay patient
 /// enough to outlast every fault (a row is parked only when the broker refuses it), no
 /// HTTP endpoint (two relays share the host), and the broker with the run's size limit.
 fn config_text(name: &str, backend: ChaosBackend, urls: &Urls) -> String {
+    let tls = |section: &str| {
+        urls.tls
+            .as_ref()
+            .map(|t| t.section(section))
+            .unwrap_or_default()
+    };
     let dedupe = match &urls.redis {
-        Some(redis) => format!("[redis]\nurl = {redis:?}\n"),
+        Some(redis) => format!("[redis]\nurl = {redis:?}\n{}", tls("redis")),
         None => format!(
             "[inbox]\nurl = {:?}\ntable_prefix = {TABLE_PREFIX:?}\n",
             urls.db
@@ -533,12 +577,17 @@ fn config_text(name: &str, backend: ChaosBackend, urls: &Urls) -> String {
     };
     let broker = match backend {
         ChaosBackend::Kafka => format!(
-            "[kafka]\nbrokers = {:?}\nclient = {{ \"message.max.bytes\" = \"{MAX_MESSAGE_BYTES}\" }}\n",
-            kafka_cluster()
+            "[kafka]\nbrokers = {:?}\nclient = {{ \"message.max.bytes\" = \"{MAX_MESSAGE_BYTES}\"{} }}\n",
+            match &urls.tls {
+                Some(_) => Tls::kafka_cluster(),
+                None => kafka_cluster(),
+            },
+            urls.tls.as_ref().map(Tls::kafka_client).unwrap_or_default()
         ),
         ChaosBackend::Rabbitmq => format!(
-            "[rabbitmq]\nurl = {:?}\nmax_message_size = {MAX_MESSAGE_BYTES}\n",
-            urls.amqp.as_deref().unwrap_or_default()
+            "[rabbitmq]\nurl = {:?}\nmax_message_size = {MAX_MESSAGE_BYTES}\n{}",
+            urls.amqp.as_deref().unwrap_or_default(),
+            tls("rabbitmq")
         ),
         ChaosBackend::Rocketmq => format!(
             "[rocketmq]\nname_server = {:?}\nmax_message_size = {MAX_MESSAGE_BYTES}\n",

@@ -511,13 +511,14 @@ fn replay_command(args: &ChaosArgs, seed: u64) -> String {
         v().map(|p| p.get_name().to_owned()).unwrap_or_default()
     };
     format!(
-        "zerolost-lab chaos --backend {} --store {} --dedupe {} --messages {} --faults {} --rate {} --seed {seed}",
+        "zerolost-lab chaos --backend {} --store {} --dedupe {} --messages {} --faults {} --rate {} --seed {seed}{}",
         backend_name(args.backend),
         name(&|| args.store.to_possible_value()),
         name(&|| args.dedupe.to_possible_value()),
         args.messages,
         args.faults,
-        rate(args)
+        rate(args),
+        if args.tls { " --tls" } else { "" }
     )
 }
 

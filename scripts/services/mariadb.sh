@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MariaDB on 127.0.0.1:${ZEROLOST_MYSQL_PORT:-53306}, database/user/password zerolost.
 # TLS on the same port (the test CA's server certificate from certs.sh; optional for
-# clients): `url-tls` prints a URL that verifies the server's certificate and name.
+# clients): `url-tls` prints a URL that verifies the server's certificate and name. It
+# listens on 127.0.0.2 too: this machine, but a name the certificate does not list.
 # start is idempotent: a running server is left alone.
 source "$(dirname "$0")/lib.sh"
 PORT="${ZEROLOST_MYSQL_PORT:-53306}"
@@ -21,7 +22,10 @@ URL_TLS="$URL?ssl-mode=verify_identity&ssl-ca=$STATE_DIR/tls/ca.crt"
 ready() { mariadb-admin --socket="$SOCK" -uroot ping >/dev/null 2>&1; }
 running() { pid_alive "$PIDFILE" "$MARK"; }
 
-tls_on() { [ "$(mariadb --socket="$SOCK" -uroot -N -B -e "SELECT @@have_ssl" 2>/dev/null)" = YES ]; }
+tls_on() {
+  [ "$(mariadb --socket="$SOCK" -uroot -N -B -e "SELECT @@have_ssl" 2>/dev/null)" = YES ] &&
+    (exec 3<>"/dev/tcp/127.0.0.2/$PORT") 2>/dev/null
+}
 
 start() {
   if running && ready && tls_on; then return 0; fi
@@ -37,7 +41,7 @@ start() {
   fi
   log "mariadb: starting on 127.0.0.1:$PORT"
   setsid "$SERVER" --no-defaults --user=mysql --datadir="$DATA" --socket="$SOCK" --pid-file="$PIDFILE" \
-    --port="$PORT" --bind-address=127.0.0.1 --innodb-flush-log-at-trx-commit=1 --max-connections=300 \
+    --port="$PORT" --bind-address=127.0.0.1,127.0.0.2 --innodb-flush-log-at-trx-commit=1 --max-connections=300 \
     --ssl-cert="$TLS/server.crt" --ssl-key="$TLS/server.key" --ssl-ca="$TLS/ca.crt" \
     --log-error="$DIR/server.log" </dev/null >/dev/null 2>&1 &
   wait_until 90 mariadb ready

@@ -2,6 +2,8 @@
 # PostgreSQL on 127.0.0.1:${ZEROLOST_PG_PORT:-55432}, database/user/password zerolost.
 # TLS on the same port (ssl=on, the test CA's server certificate from certs.sh; a client
 # certificate is checked when one is sent, not required): `url-tls` prints a verify-full URL.
+# It listens on 127.0.0.2 too: this machine, but a name the certificate does not list (the
+# "name mismatch" tests).
 # start is idempotent: a running server is left alone.
 source "$(dirname "$0")/lib.sh"
 PORT="${ZEROLOST_PG_PORT:-55432}"
@@ -23,7 +25,7 @@ running() { [ -f "$DATA/postmaster.pid" ] && as_user postgres "$BIN/pg_ctl" -D "
 ready() { "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; }
 psql_admin() { as_user postgres "$BIN/psql" -h "$DIR" -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA "$@"; }
 
-tls_on() { [ "$(psql_admin -c 'SHOW ssl')" = on ]; }
+tls_on() { [ "$(psql_admin -c 'SHOW ssl')" = on ] && (exec 3<>"/dev/tcp/127.0.0.2/$PORT") 2>/dev/null; }
 
 start() {
   if running && ready && tls_on; then return 0; fi
@@ -39,7 +41,7 @@ start() {
   [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$DIR"
   log "postgres: starting on 127.0.0.1:$PORT"
   as_user postgres "$BIN/pg_ctl" -D "$DATA" -l "$DIR/server.log" -w -t 60 \
-    -o "-p $PORT -c listen_addresses=127.0.0.1 -k $DIR -c max_connections=200 -c ssl=on -c ssl_cert_file=$TLS/server.crt -c ssl_key_file=$TLS/server.key -c ssl_ca_file=$TLS/ca.crt" start >/dev/null \
+    -o "-p $PORT -c listen_addresses=127.0.0.1,127.0.0.2 -k $DIR -c max_connections=200 -c ssl=on -c ssl_cert_file=$TLS/server.crt -c ssl_key_file=$TLS/server.key -c ssl_ca_file=$TLS/ca.crt" start >/dev/null \
     || { tail -n 30 "$DIR/server.log" >&2; die "postgres did not start"; }
   wait_until 60 postgres ready
   if [ "$(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname='zerolost'")" != 1 ]; then

@@ -8,8 +8,11 @@
 #   async broker zerolost-async, cluster ZerolostAsyncCluster, 127.0.0.1:51911, ASYNC_FLUSH:
 #                the unsafe layout the durability audit must flag (`start async`)
 #   acl broker   zerolost-acl, cluster ZerolostAclCluster, 127.0.0.1:52911, SYNC_FLUSH, with
-#                authentication (ACL 2.0): access key `zerolost`, secret key `zerolost-secret`
-#                (`start acl`)
+#                authentication (ACL 2.0): access key `zerolost`, secret key `zerolost-secret`;
+#                TLS only, a client certificate of the test CA required (`start acl`)
+# The name server offers TLS next to plaintext on its one port ("permissive": a TLS hello is
+# answered with TLS), with the test CA's server certificate (certs.sh); the other brokers and
+# the admin tool stay plaintext.
 # Usage: rocketmq.sh start|stop|restart|status|url [async|acl]
 #        rocketmq.sh kill            kill -9 of the SYNC_FLUSH broker, then start it again on its store
 #        rocketmq.sh topic NAME [CLUSTER]   create a topic (4 queues) on a cluster
@@ -42,6 +45,21 @@ launch() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# tls_opts NAME: the JVM's TLS settings (RocketMQ reads them as system properties).
+tls_opts() {
+  local tls="$ROOT/tls" mode=disabled auth=none
+  case $1 in namesrv) mode=permissive ;; acl) mode=enforcing auth=require ;; *) return 0 ;; esac
+  tls_files "$tls" >&2
+  echo "-Dtls.server.mode=$mode -Dtls.test.mode.enable=false -Dtls.server.certPath=$tls/server.crt" \
+    "-Dtls.server.keyPath=$tls/server.key -Dtls.server.need.client.auth=$auth" \
+    "-Dtls.server.authClient=$([ $auth = none ] && echo false || echo true) -Dtls.server.trustCertPath=$tls/ca.crt"
+}
+# tls_current NAME: the running process has the TLS settings of this script.
+tls_current() {
+  local pid; pid=$(head -n1 "$(proc_dir "$1")/pid" 2>/dev/null) || return 1
+  [ -z "$(tls_opts "$1")" ] || tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-Dtls.server.mode="
+}
 # proc_alive NAME: its pid file names a live java started with this process's home.
 proc_alive() { pid_alive "$(proc_dir "$1")/pid" "-Duser.home=$(proc_dir "$1") "; }
 
@@ -145,6 +163,8 @@ CONF
 
 start_proc() {
   local which=$1 dir; dir=$(proc_dir "$which")
+  # One started before TLS was configured is restarted with it.
+  if proc_alive "$which" && ! tls_current "$which"; then stop_proc "$which"; fi
   ready "$which" && return 0
   proc_alive "$which" && { wait_proc "$which"; return 0; }
   port_open "$(proc_port "$which")" && die "port $(proc_port "$which") is taken by another program"
@@ -153,13 +173,13 @@ start_proc() {
   if [ "$which" = namesrv ]; then
     echo "listenPort=$NAMESRV_PORT" > "$dir/namesrv.properties"
     log "rocketmq: starting the name server on $NAMESRV"
-    launch "$dir" "-Xms128m -Xmx256m" org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.properties"
+    launch "$dir" "-Xms128m -Xmx256m $(tls_opts namesrv)" org.apache.rocketmq.namesrv.NamesrvStartup -c "$dir/namesrv.properties"
   else
     write_broker_conf "$which"
     # This start's registration is what `ready` waits for, not an earlier one.
     [ -f "$dir/logs/rocketmqlogs/broker.log" ] && mv "$dir/logs/rocketmqlogs/broker.log" "$dir/logs/rocketmqlogs/broker.log.prev"
     log "rocketmq: starting broker $which on 127.0.0.1:$(proc_port "$which")"
-    launch "$dir" "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m" \
+    launch "$dir" "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=512m $(tls_opts "$which")" \
       org.apache.rocketmq.broker.BrokerStartup -c "$dir/broker.conf"
   fi
   echo $! > "$dir/pid"

@@ -414,12 +414,31 @@ pub struct RocketSection {
     pub secret_key: Option<Secret>,
     /// A file holding the secret key.
     pub secret_key_file: Option<PathBuf>,
-    /// Allows a plaintext link to another machine (the RocketMQ client has no TLS here).
+    /// Talks TLS to the name servers and brokers (all of them must accept it).
+    #[serde(default)]
+    pub use_tls: bool,
+    /// CA, client certificate and key of the TLS link (`use_tls = true`).
+    #[serde(default)]
+    pub tls: TlsFiles,
+    /// Allows a plaintext link to another machine.
     #[serde(default)]
     pub allow_plaintext: bool,
 }
 
 impl RocketSection {
+    /// The TLS files when `use_tls` is on; files without it are a mistake, refused.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, Error> {
+        match (self.use_tls, self.tls.is_set()) {
+            (true, _) => Ok(Some(self.tls.clone())),
+            (false, false) => Ok(None),
+            (false, true) => Err(Error::Config(
+                "[rocketmq.tls] names files but rocketmq.use_tls is not true: set \
+                 use_tls = true (every name server and broker must then accept TLS)"
+                    .into(),
+            )),
+        }
+    }
+
     /// The access key and its secret, when an access key is set (the secret is then
     /// required).
     pub fn acl_keys(&self) -> Result<Option<(String, String)>, Error> {
@@ -662,5 +681,24 @@ mod tests {
         assert!(err.to_string().contains("colour"), "{err}");
         let err = Config::from_toml("[relay]\nlease_for = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("relay.lease_for"), "{err}");
+    }
+
+    #[test]
+    fn rocketmq_tls_files_need_use_tls() {
+        let section = |extra: &str| {
+            let text = format!("[rocketmq]\nname_server = \"ns:9876\"\n{extra}");
+            Config::from_toml(&text).unwrap().rocketmq.unwrap()
+        };
+        assert_eq!(section("").tls_files().unwrap(), None);
+        let on = section("use_tls = true\n[rocketmq.tls]\nca_file = \"/ca.pem\"\n");
+        let files = on.tls_files().unwrap().unwrap();
+        assert_eq!(
+            files.ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        let err = section("[rocketmq.tls]\nca_file = \"/ca.pem\"\n")
+            .tls_files()
+            .unwrap_err();
+        assert!(err.to_string().contains("use_tls"), "{err}");
     }
 }

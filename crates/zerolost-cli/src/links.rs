@@ -36,7 +36,7 @@ impl Config {
             refuse_remote_plaintext(
                 "rocketmq",
                 &rocket.name_server,
-                false,
+                rocket.use_tls,
                 rocket.allow_plaintext,
             )?;
         }

@@ -290,15 +290,17 @@ fn the_kafka_guide_s_sasl_ssl_example_works() {
     assert_eq!(code, 0, "{out}");
 }
 
-/// `[rocketmq]` with ACL keys (the secret from a file) against the broker with
-/// authentication: doctor audits the topic with the keys; with a wrong secret every check
-/// of the broker names bad credentials and no output shows the secret.
+/// `[rocketmq]` over TLS with a client certificate and ACL keys (the secret from a file)
+/// against the secure broker: doctor reports the link encrypted and authenticated with the
+/// certificate's days left and audits the topic; with a wrong secret every check of the
+/// broker names bad credentials and no output shows the secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rocketmq_acl_keys_come_from_a_file_and_a_wrong_secret_is_named() {
+async fn rocketmq_over_tls_with_acl_keys_from_a_file_and_a_wrong_secret_is_named() {
     use zerolost_rocketmq::{AclKeys, RocketConfig, RocketRuntime, TopicSpec};
     let name_server = zerolost_rocketmq::testkit::test_name_server();
     let keys = AclKeys::new("zerolost", "zerolost-secret");
-    let config = RocketConfig::new(&name_server).acl(keys);
+    let files = zerolost_testkit::tls::mutual().expect("test CA");
+    let config = RocketConfig::new(&name_server).acl(keys).tls(files.clone());
     let topic = zerolost_testkit::fresh_name("cli_acl").replace('-', "_");
     let runtime = RocketRuntime::shared().expect("runtime");
     let spec = TopicSpec::new("ZerolostAclCluster");
@@ -307,13 +309,18 @@ async fn rocketmq_acl_keys_come_from_a_file_and_a_wrong_secret_is_named() {
         return;
     }
     let dir = workdir("rocketmq-acl");
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().unwrap().display().to_string();
     for (file, secret) in [("good", "zerolost-secret"), ("bad", "hunter2-wrong")] {
         std::fs::write(dir.join(format!("{file}-secret")), format!("{secret}\n")).unwrap();
         std::fs::write(
             dir.join(format!("{file}.toml")),
             format!(
                 "destinations = [\"{topic}\"]\n[rocketmq]\nname_server = \"{name_server}\"\n\
-                 access_key = \"zerolost\"\nsecret_key_file = \"{file}-secret\"\n"
+                 access_key = \"zerolost\"\nsecret_key_file = \"{file}-secret\"\nuse_tls = true\n\
+                 [rocketmq.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                path(&files.ca_file),
+                path(&files.cert_file),
+                path(&files.key_file),
             ),
         )
         .unwrap();
@@ -322,7 +329,9 @@ async fn rocketmq_acl_keys_come_from_a_file_and_a_wrong_secret_is_named() {
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
     let link = &report["links"][0];
     assert_eq!(link["link"], "rocketmq");
+    assert_eq!(link["encrypted"], true, "{link}");
     assert_eq!(link["authenticated"], true, "{link}");
+    assert!(link["cert_days_left"].as_i64().unwrap_or(0) > 0, "{link}");
     let checks = report["checks"].as_array().unwrap();
     assert!(checks.iter().all(|c| c["status"] != "error"), "{out}");
     let (code, out, err) = run(&dir, &["doctor", "--json", "--config", "bad.toml"]);

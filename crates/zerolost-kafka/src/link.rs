@@ -75,9 +75,11 @@ impl LinkContext {
 /// refused login, a plaintext port). Blocking (up to ~6 s).
 fn probe(config: &KafkaConfig) -> Result<(), String> {
     let context = LinkContext::default();
-    let consumer: BaseConsumer<LinkContext> = config
-        .consumer_config("zerolost-link-check")
-        .map_err(|e| e.to_string())?
+    // The link's settings only: the safety rules of a consumer's own settings are not this
+    // check's business (doctor reports them apart).
+    let mut client = config.admin_config();
+    client.set("group.id", "zerolost-link-check");
+    let consumer: BaseConsumer<LinkContext> = client
         .create_with_context(context.clone())
         .map_err(|e| e.to_string())?;
     let fetched = consumer.fetch_metadata(None, Duration::from_secs(3));

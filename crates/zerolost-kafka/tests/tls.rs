@@ -34,6 +34,28 @@ fn config(brokers: String, settings: &[(&str, String)]) -> KafkaConfig {
     config
 }
 
+/// `config`'s settings on the 3-node cluster's SASL_SSL listeners.
+fn cluster_of(config: KafkaConfig) -> KafkaConfig {
+    let brokers = zerolost_testkit::service_url(
+        "ZEROLOST_KAFKA_SASL_CLUSTER",
+        "127.0.0.1:29392,127.0.0.1:29393,127.0.0.1:29394",
+    );
+    let mut cluster = KafkaConfig::new(brokers);
+    for key in [
+        "socket.connection.setup.timeout.ms",
+        "security.protocol",
+        "ssl.ca.location",
+        "sasl.mechanism",
+        "sasl.username",
+        "sasl.password",
+    ] {
+        if let Some(value) = config.setting(key) {
+            cluster = cluster.set(key, value);
+        }
+    }
+    cluster
+}
+
 fn mutual_tls() -> KafkaConfig {
     config(
         brokers(SSL),
@@ -95,10 +117,15 @@ async fn mutual_tls_round_trip() {
     round_trip(&mutual_tls(), "tls-ssl").await;
 }
 
-/// `check_link` passes on each secured listener.
+/// `check_link` passes on each secured listener, the 3-node cluster's SASL_SSL ones too.
 #[tokio::test]
 async fn the_link_check_passes_on_each_secured_listener() {
-    for config in [mutual_tls(), sasl("SCRAM-SHA-512", PASSWORD, "ca.crt")] {
+    let cluster = cluster_of(sasl("SCRAM-SHA-512", PASSWORD, "ca.crt"));
+    for config in [
+        mutual_tls(),
+        sasl("SCRAM-SHA-512", PASSWORD, "ca.crt"),
+        cluster,
+    ] {
         let checked = zerolost_kafka::check_link(&config).await;
         if require_service("kafka (TLS)", checked).is_none() {
             return;

@@ -5,7 +5,6 @@ use rocketmq_client_rust::{BrokerAdmin, DefaultMQAdminExt};
 use serde::Serialize;
 use zerolost_core::{Error, Finding, Severity};
 
-use crate::error::client;
 use crate::{RocketConfig, RocketError, RocketRuntime};
 
 /// The audit of the brokers serving one topic: empty `findings` means durable.
@@ -66,9 +65,14 @@ pub(crate) async fn audit_with(
             continue;
         };
         brokers.push(format!("{name}@{master}"));
-        let settings = Box::pin(admin.get_broker_config(master.clone()))
-            .await
-            .map_err(client("read a broker's config"))?;
+        let settings = match Box::pin(admin.get_broker_config(master.clone())).await {
+            Ok(settings) => settings,
+            Err(e) => {
+                let operation = "read a broker's config";
+                let client = admin.client_config();
+                return Err(crate::link::broker_call_failed(client, operation, master, e).await);
+            }
+        };
         let value = |key: &str| {
             settings
                 .iter()

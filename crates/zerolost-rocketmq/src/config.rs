@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use zerolost_core::TlsFiles;
+
 use crate::{AclKeys, RocketError};
 
 /// How zerolost talks to RocketMQ.
@@ -31,6 +33,7 @@ pub struct RocketConfig {
     max_message_size: usize,
     unsafe_allowed: Option<String>,
     acl: Option<AclKeys>,
+    tls: Option<TlsFiles>,
 }
 
 impl RocketConfig {
@@ -48,11 +51,13 @@ impl RocketConfig {
             max_message_size: 4 * 1024 * 1024,
             unsafe_allowed: None,
             acl: None,
+            tls: None,
         }
     }
 
-    /// Signs every request with these keys, for a broker with authentication (ACL). The
-    /// link itself stays plaintext: TLS is not wired here (docs/configuration.md).
+    /// Signs every request with these keys, for a broker with authentication (ACL); the
+    /// secret key signs (HMAC) and is never sent. Pair it with [`tls`](Self::tls) on a
+    /// network.
     ///
     /// ```
     /// use zerolost_rocketmq::{AclKeys, RocketConfig};
@@ -68,6 +73,28 @@ impl RocketConfig {
     /// The ACL keys, if set.
     pub fn acl_keys(&self) -> Option<&AclKeys> {
         self.acl.as_ref()
+    }
+
+    /// Talks TLS to the name servers and brokers (needs the `tls` feature): the server's
+    /// certificate checked against the CA file (the system's roots without one) and its name
+    /// against the address, a client certificate sent when the files name one. Every name
+    /// server and broker the client reaches must accept TLS.
+    ///
+    /// ```
+    /// use zerolost_core::TlsFiles;
+    /// use zerolost_rocketmq::RocketConfig;
+    /// let config = RocketConfig::new("ns.internal:9876")
+    ///     .tls(TlsFiles::default().ca("/etc/zerolost/ca.pem"));
+    /// assert!(config.tls_files().is_some());
+    /// ```
+    pub fn tls(mut self, files: TlsFiles) -> Self {
+        self.tls = Some(files);
+        self
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// The producer group (default `zerolost_producer`).

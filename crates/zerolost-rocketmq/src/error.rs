@@ -29,6 +29,20 @@ pub enum RocketError {
         #[source]
         source: ClientError,
     },
+    /// A call to a broker failed, and a probe of its link named the fault (TLS or
+    /// plaintext mismatch, certificate, client certificate).
+    #[error("RocketMQ {operation} failed: {}; the link to {address}: {cause}", client_text(.source))]
+    Link {
+        /// What was being done.
+        operation: &'static str,
+        /// The broker's address.
+        address: String,
+        /// The fault the probe found, named.
+        cause: String,
+        /// The client's error.
+        #[source]
+        source: ClientError,
+    },
     /// The broker answered, but not `SEND_OK`: the message may be stored without the
     /// durability asked for (flush or replication timed out), so it is sent again.
     #[error("the broker answered {status} for a message to `{topic}`, not SEND_OK")]
@@ -179,7 +193,11 @@ impl RocketError {
             | RocketError::Runtime(_)
             | RocketError::TooLarge { .. }
             | RocketError::NoRoute { .. } => false,
-            RocketError::NotStored { .. } | RocketError::GivenBack { .. } => true,
+            // A link fault lasts until the settings or the broker change; retried, not
+            // parked, so nothing waits for an unpark once it is fixed.
+            RocketError::NotStored { .. }
+            | RocketError::GivenBack { .. }
+            | RocketError::Link { .. } => true,
             RocketError::Client { source, .. } => classify(source) == Class::Retryable,
         }
     }
@@ -204,6 +222,9 @@ impl From<RocketError> for CoreError {
                 context: "settle a RocketMQ delivery".into(),
                 retryable: true,
                 source: Box::new(error),
+            },
+            RocketError::Link { .. } => CoreError::NotConfirmed {
+                reason: error.to_string(),
             },
             RocketError::Client { ref source, .. } => match classify(source) {
                 Class::NoRoute | Class::Permanent => CoreError::Rejected {

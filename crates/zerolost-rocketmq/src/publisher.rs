@@ -69,6 +69,7 @@ impl RocketPublisher {
         }
         let timeout = u32::try_from(config.send_timeout_value().as_millis()).unwrap_or(u32::MAX);
         let mut producer = DefaultMQProducer::builder(runtime.client_runtime())
+            .client_config(crate::tls::client_config(config)?)
             .producer_group(config.group().to_owned())
             .name_server_addr(config.name_server().to_owned())
             .send_msg_timeout(timeout)
@@ -85,7 +86,7 @@ impl RocketPublisher {
                 operation: "producer start",
                 source,
             })?;
-        let mut admin = crate::topology::admin_client(runtime, config);
+        let mut admin = crate::topology::admin_client(runtime, config)?;
         Box::pin(admin.start())
             .await
             .map_err(|source| RocketError::Client {

@@ -156,6 +156,7 @@ impl RocketSubscriber {
         crate::topology::check_route(runtime, config, topic).await?;
         let threads = config.consume_threads_value();
         let mut consumer = DefaultMQPushConsumer::builder(runtime.client_runtime())
+            .client_config(crate::tls::client_config(config)?)
             .consumer_group(group.to_owned())
             .name_server_addr(config.name_server().to_owned())
             .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)

@@ -23,6 +23,9 @@ pub fn test_name_server() -> String {
 /// The cluster of the test broker (`SYNC_FLUSH`).
 pub const TEST_CLUSTER: &str = "ZerolostCluster";
 
+/// The cluster of the test broker with authentication and TLS only.
+pub const SECURE_CLUSTER: &str = "ZerolostAclCluster";
+
 /// The consumer group of `topic`'s subscribers: every subscriber of a destination competes
 /// in it.
 pub fn group_of(topic: &str) -> String {
@@ -73,6 +76,26 @@ impl RocketBackend {
             RocketConfig::new(name_server),
             TopicSpec::new(TEST_CLUSTER),
         ))
+    }
+
+    /// On the test broker with authentication and TLS only (`scripts/services/rocketmq.sh
+    /// start acl`, cluster `ZerolostAclCluster`): TLS with the test CA and its client
+    /// certificate, the test access keys; or `None` (skip, loudly) when it is unreachable
+    /// and services are not required.
+    pub async fn local_secure() -> Option<Self> {
+        let name_server = test_name_server();
+        let probe = tokio::net::TcpStream::connect(&name_server).await.map(drop);
+        zerolost_testkit::require_service("rocketmq", probe)?;
+        let tls =
+            zerolost_testkit::require_service("the test CA", zerolost_testkit::tls::mutual())?;
+        let runtime = match RocketRuntime::shared() {
+            Ok(runtime) => runtime,
+            Err(e) => panic!("RocketMQ client runtime: {e}"),
+        };
+        let config = RocketConfig::new(name_server)
+            .tls(tls)
+            .acl(crate::AclKeys::new("zerolost", "zerolost-secret"));
+        Some(Self::new(runtime, config, TopicSpec::new(SECURE_CLUSTER)))
     }
 
     /// A fresh topic (and its DLQ) on the test broker.

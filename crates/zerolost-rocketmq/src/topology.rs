@@ -1,14 +1,11 @@
-//! Topics: creating a destination and its DLQ, and reading a topic's contents back.
+//! Topics: creating a destination and its DLQ, routes, and the admin client.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-#[allow(deprecated)]
-use rocketmq_client_rust::DefaultMQPullConsumer;
-use rocketmq_client_rust::{DefaultMQAdminExt, PullStatus, RouteAdmin, TopicAdmin};
+use rocketmq_client_rust::{DefaultMQAdminExt, RouteAdmin, TopicAdmin};
 use rocketmq_model::topic::TopicConfig;
 use rocketmq_protocol::protocol::route::topic_route_data::TopicRouteData;
-use zerolost_core::Incoming;
 
 use crate::error::{client, routed};
 use crate::{RocketConfig, RocketError, RocketRuntime};
@@ -58,7 +55,7 @@ pub(crate) async fn with_admin<T>(
     config: &RocketConfig,
     work: impl AsyncFnOnce(&DefaultMQAdminExt) -> Result<T, RocketError>,
 ) -> Result<T, RocketError> {
-    let mut admin = admin_client(runtime, config);
+    let mut admin = admin_client(runtime, config)?;
     // The client's futures are deep types: boxed, so callers' futures stay small.
     Box::pin(admin.start())
         .await
@@ -117,9 +114,13 @@ pub async fn declare_destination(
             };
             for topic in &topics {
                 let config = TopicConfig::with_queues(topic.as_str(), spec.queues, spec.queues);
-                Box::pin(admin.create_and_update_topic_config(master.clone(), config))
-                    .await
-                    .map_err(client("create a topic"))?;
+                let created = admin.create_and_update_topic_config(master.clone(), config);
+                if let Err(e) = Box::pin(created).await {
+                    let client = admin.client_config();
+                    let failed =
+                        crate::link::broker_call_failed(client, "create a topic", &master, e);
+                    return Err(failed.await);
+                }
             }
         }
         for topic in &topics {
@@ -169,118 +170,11 @@ async fn wait_for_route(admin: &DefaultMQAdminExt, topic: &str) -> Result<(), Ro
     }
 }
 
-/// Every message stored on `topic` now, read with a pull consumer from each queue's first
-/// offset (nothing is consumed: no consumer group's offset moves). For tests, audits and
-/// DLQ tools; a topic of millions of messages is read whole.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), zerolost_rocketmq::RocketError> {
-/// use zerolost_rocketmq::{RocketConfig, RocketRuntime, dlq_topic, topic_contents};
-/// let config = RocketConfig::new("127.0.0.1:9876");
-/// let dead = topic_contents(&RocketRuntime::shared()?, &config, &dlq_topic("orders")).await?;
-/// println!("{} dead letters", dead.len());
-/// # Ok(()) }
-/// ```
-pub async fn topic_contents(
+/// An admin client that signs its requests when the config has keys, over TLS when it asks.
+pub(crate) fn admin_client(
     runtime: &RocketRuntime,
     config: &RocketConfig,
-    topic: &str,
-) -> Result<Vec<Incoming>, RocketError> {
-    let reader = reader(runtime, config).await?;
-    Box::pin(read_topic(&reader, topic)).await
-}
-
-// The classic pull consumer is deprecated for consuming (lite pull is preferred); here it
-// only reads, from explicit offsets, and commits nothing: the right tool.
-#[allow(deprecated)]
-type Reader = Arc<DefaultMQPullConsumer>;
-
-/// Readers, one per name server, kept for the life of the process: a pull consumer that
-/// has pulled takes ~20 s to shut down (its long-poll timeout).
-static READERS: Mutex<Vec<(String, Reader)>> = Mutex::new(Vec::new());
-
-/// A reader is shared by the configs with the same name server and access key.
-fn reader_key(config: &RocketConfig) -> String {
-    let key = config
-        .acl_keys()
-        .map(|k| k.access_key())
-        .unwrap_or_default();
-    format!("{} {key}", config.name_server())
-}
-
-#[allow(deprecated)]
-async fn reader(runtime: &RocketRuntime, config: &RocketConfig) -> Result<Reader, RocketError> {
-    let cached = |readers: &[(String, Reader)]| {
-        readers
-            .iter()
-            .find(|(key, _)| *key == reader_key(config))
-            .map(|(_, reader)| reader.clone())
-    };
-    if let Some(reader) = cached(&READERS.lock().unwrap_or_else(PoisonError::into_inner)) {
-        return Ok(reader);
-    }
-    let mut builder = DefaultMQPullConsumer::builder(runtime.client_runtime())
-        .consumer_group(format!("zerolost_reader_{}", std::process::id()))
-        .name_server_addr(config.name_server().to_owned());
-    if let Some(keys) = config.acl_keys() {
-        builder = builder.rpc_hook(Arc::new(keys.hook()));
-    }
-    let reader = builder.build().map_err(client("pull consumer"))?;
-    Box::pin(reader.start())
-        .await
-        .map_err(client("pull consumer start"))?;
-    let mut readers = READERS.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(earlier) = cached(&readers) {
-        // Another caller started one meanwhile; this one is left to the runtime.
-        return Ok(earlier);
-    }
-    let reader = Arc::new(reader);
-    readers.push((reader_key(config), reader.clone()));
-    Ok(reader)
-}
-
-#[allow(deprecated)]
-async fn read_topic(
-    reader: &DefaultMQPullConsumer,
-    topic: &str,
-) -> Result<Vec<Incoming>, RocketError> {
-    let queues = Box::pin(reader.fetch_subscribe_message_queues(topic))
-        .await
-        .map_err(routed("read a topic's queues", topic))?;
-    let mut messages = Vec::new();
-    for queue in &queues {
-        let end = Box::pin(reader.max_offset(queue))
-            .await
-            .map_err(client("read a queue's max offset"))?;
-        let mut offset = Box::pin(reader.min_offset(queue))
-            .await
-            .map_err(client("read a queue's min offset"))?;
-        while offset < end {
-            let pulled = Box::pin(reader.pull(queue, "*", offset, 256))
-                .await
-                .map_err(client("pull"))?;
-            if !matches!(pulled.pull_status(), PullStatus::Found) {
-                break;
-            }
-            messages.extend(
-                pulled
-                    .msg_found_list()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(crate::message::incoming),
-            );
-            let next = i64::try_from(pulled.next_begin_offset()).unwrap_or(i64::MAX);
-            if next <= offset {
-                break;
-            }
-            offset = next;
-        }
-    }
-    Ok(messages)
-}
-
-/// An admin client that signs its requests when the config has keys.
-pub(crate) fn admin_client(runtime: &RocketRuntime, config: &RocketConfig) -> DefaultMQAdminExt {
+) -> Result<DefaultMQAdminExt, RocketError> {
     let mut admin = match config.acl_keys() {
         Some(keys) => {
             DefaultMQAdminExt::with_rpc_hook(runtime.client_runtime(), Arc::new(keys.hook()))
@@ -288,5 +182,6 @@ pub(crate) fn admin_client(runtime: &RocketRuntime, config: &RocketConfig) -> De
         None => DefaultMQAdminExt::new(runtime.client_runtime()),
     };
     admin.set_namesrv_addr(config.name_server());
-    admin
+    crate::tls::apply(config, admin.client_config_mut())?;
+    Ok(admin)
 }

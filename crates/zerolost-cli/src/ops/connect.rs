@@ -381,6 +381,9 @@ pub fn rocket_config(config: &Config) -> Result<zerolost_rocketmq::RocketConfig,
     if let Some((access, secret)) = section.acl_keys()? {
         rocket = rocket.acl(zerolost_rocketmq::AclKeys::new(access, secret));
     }
+    if let Some(files) = section.tls_files()? {
+        rocket = rocket.tls(files);
+    }
     rocket
         .validate()
         .map_err(|e| Error::Config(format!("rocketmq: {e}")))?;

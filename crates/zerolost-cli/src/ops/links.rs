@@ -102,11 +102,11 @@ fn links(config: &Config) -> Vec<Link> {
         links.push(Link {
             section: "rocketmq",
             address: r.name_server.clone(),
-            encrypted: false,
-            authenticated: r.access_key.is_some(),
+            encrypted: r.use_tls,
+            authenticated: r.access_key.is_some() || r.tls.cert_file.is_some(),
             allowed: r.allow_plaintext,
-            tls: TlsFiles::default(),
-            probe: None,
+            tls: r.tls.clone(),
+            probe: r.use_tls.then_some(Probe::Direct),
         });
     }
     links

@@ -701,4 +701,26 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("use_tls"), "{err}");
     }
+
+    /// Every `toml` block of the docs is a config the binary takes: its keys exist and its
+    /// values parse.
+    #[test]
+    fn every_config_example_in_the_docs_parses() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+        let mut blocks = 0;
+        for entry in std::fs::read_dir(&docs).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for block in text.split("```toml\n").skip(1) {
+                let toml = block.split("```").next().unwrap();
+                Config::from_toml(toml)
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{toml}", path.display()));
+                blocks += 1;
+            }
+        }
+        assert!(blocks >= 5, "{blocks} toml blocks found in docs/");
+    }
 }

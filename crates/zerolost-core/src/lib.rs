@@ -57,6 +57,7 @@ pub use publish::{Publisher, Receipt};
 pub use security::{
     ClientIdentity, LinkFailure, LinkSecurity, TlsFiles, explain_link_error, is_loopback_host,
     link_hosts, plaintext_to_tls_hint, read_secret_file, refuse_remote_plaintext, speaks_tls,
+    tls_port_hint,
 };
 pub use subscribe::{Acknowledger, Delivery, Subscriber};
 pub use trace::TRACEPARENT_HEADER;

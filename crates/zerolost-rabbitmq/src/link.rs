@@ -152,12 +152,8 @@ pub(crate) async fn connect(config: &RabbitConfig) -> Result<Connection, RabbitE
 async fn failure_text(error: &str, plaintext: bool, address: String) -> String {
     let text = zerolost_core::redact_url(error);
     if plaintext && zerolost_core::LinkFailure::classify(&text).is_none() {
-        let probe = address.clone();
-        let tls = tokio::task::spawn_blocking(move || {
-            zerolost_core::speaks_tls(&probe, std::time::Duration::from_secs(2))
-        });
-        if tls.await.unwrap_or(false) {
-            let hint = zerolost_core::plaintext_to_tls_hint(&address);
+        let probe = zerolost_core::tls_port_hint(&address, std::time::Duration::from_secs(2));
+        if let Some(hint) = probe.await {
             return zerolost_core::explain_link_error(&format!("{text}; {hint}"));
         }
     }

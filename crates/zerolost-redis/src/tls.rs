@@ -84,12 +84,8 @@ pub(crate) async fn failure_text(
         redis::ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
         _ => return text,
     };
-    let probe = address.clone();
-    let tls = tokio::task::spawn_blocking(move || {
-        zerolost_core::speaks_tls(&probe, std::time::Duration::from_secs(2))
-    });
-    if tls.await.unwrap_or(false) {
-        let hint = zerolost_core::plaintext_to_tls_hint(&address);
+    let probe = zerolost_core::tls_port_hint(&address, std::time::Duration::from_secs(2));
+    if let Some(hint) = probe.await {
         return zerolost_core::explain_link_error(&format!("{text}; {hint}"));
     }
     text

@@ -37,14 +37,10 @@ pub(crate) async fn broker_call_failed(
 /// What is wrong with the link to `address` under these settings, if the probe can tell.
 async fn diagnose(client: &ClientConfig, address: &str) -> Option<String> {
     if !client.is_use_tls() {
-        let target = address.to_owned();
-        let tls = tokio::task::spawn_blocking(move || zerolost_core::speaks_tls(&target, STEP));
-        return matches!(tls.await, Ok(true)).then(|| {
-            zerolost_core::explain_link_error(&format!(
-                "{}; set use_tls (library: RocketConfig::tls)",
-                zerolost_core::plaintext_to_tls_hint(address)
-            ))
-        });
+        let hint = zerolost_core::tls_port_hint(address, STEP).await?;
+        return Some(zerolost_core::explain_link_error(&format!(
+            "{hint}; set use_tls (library: RocketConfig::tls)"
+        )));
     }
     tls_fault(client, address).await
 }

@@ -16,7 +16,7 @@ use crate::Error;
 pub use cause::{LinkFailure, explain_link_error};
 pub use hosts::{is_loopback_host, link_hosts, refuse_remote_plaintext};
 pub use report::LinkSecurity;
-pub use sniff::{plaintext_to_tls_hint, speaks_tls};
+pub use sniff::{plaintext_to_tls_hint, speaks_tls, tls_port_hint};
 
 /// The PEM files of one TLS link: the CA that signed the server's certificate (without it
 /// the system's roots are used) and, for mutual TLS, the client's certificate and key.

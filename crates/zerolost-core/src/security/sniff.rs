@@ -42,6 +42,14 @@ pub fn speaks_tls(address: &str, timeout: Duration) -> bool {
     }
 }
 
+/// The hint for a failed plaintext connection whose port speaks TLS ([`speaks_tls`], run off
+/// the async runtime's threads), or `None` when the port does not answer TLS.
+pub async fn tls_port_hint(address: &str, timeout: Duration) -> Option<String> {
+    let probe = address.to_owned();
+    let tls = tokio::task::spawn_blocking(move || speaks_tls(&probe, timeout)).await;
+    tls.unwrap_or(false).then(|| plaintext_to_tls_hint(address))
+}
+
 /// The hint a failed plaintext connection gets when its port speaks TLS (named by
 /// [`LinkFailure::classify`](super::LinkFailure::classify) as a plaintext/TLS mismatch).
 pub fn plaintext_to_tls_hint(address: &str) -> String {
